@@ -1,0 +1,3 @@
+module github.com/kvserve/kvserve
+
+go 1.26.8
