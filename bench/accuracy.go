@@ -1,0 +1,223 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/tokenizer/chat"
+)
+
+// AccuracyOptions configures an accuracy run.
+type AccuracyOptions struct {
+	// Turns is how many turns of each record to ask (0: all).
+	Turns int
+	// MaxNewTokens bounds each answer (the harness's default is 40).
+	MaxNewTokens int
+	// Progress, if set, receives a progress bar.
+	Progress io.Writer
+}
+
+// RecordResult is the outcome of one turn of one record.
+type RecordResult struct {
+	ID           string `json:"id"`
+	Task         string `json:"task"`
+	TargetTokens int    `json:"target_tokens"`
+	Turn         int    `json:"turn"` // 1-based
+	Answer       string `json:"answer"`
+	Expected     string `json:"expected"`
+	Correct      bool   `json:"correct"`
+	PromptTokens int    `json:"prompt_tokens"`
+	// Skipped marks a prompt longer than the model's context: it is counted
+	// apart, never cut.
+	Skipped bool `json:"skipped"`
+	// KVBytes is the KV cache's size at the end of prefill.
+	KVBytes int64 `json:"kv_bytes"`
+}
+
+// Run is the result of one configuration over a task set.
+type Run struct {
+	Press string  `json:"press"`
+	Ratio float64 `json:"ratio"`
+	// KVBytes is the mean KV-cache size at the end of prefill, as stored.
+	KVBytes int64 `json:"kv_bytes"`
+	// FullKVBytes is the mean size a bf16 cache of the same tokens takes.
+	FullKVBytes int64          `json:"full_kv_bytes"`
+	Correct     int            `json:"correct"`
+	Total       int            `json:"total"`
+	Skipped     int            `json:"skipped"`
+	Seconds     float64        `json:"seconds"`
+	Records     []RecordResult `json:"records"`
+}
+
+// Report is what `kvserve bench accuracy --out` writes.
+type Report struct {
+	Model string `json:"model"`
+	Data  string `json:"data"`
+	Runs  []*Run `json:"runs"`
+}
+
+// TurnMessages builds the chat of turn k (1-based) of a record: the system
+// prompt, the context with the first question, then earlier questions with
+// their reference answers (the context comes once, as in SCBench's
+// multi-turn mode).
+func TurnMessages(r *Record, k int) []chat.Message {
+	var msgs []chat.Message
+	if r.System != "" {
+		msgs = append(msgs, chat.Message{Role: "system", Content: r.System})
+	}
+	for i := range k {
+		q := r.Turns[i].Question
+		if i == 0 {
+			q = r.Context + "\n\n" + q
+		}
+		msgs = append(msgs, chat.Message{Role: "user", Content: q})
+		if i < k-1 {
+			msgs = append(msgs, chat.Message{Role: "assistant", Content: r.Turns[i].Answer})
+		}
+	}
+	return msgs
+}
+
+// Accuracy asks every selected turn of every record with greedy decoding
+// and scores exact matches after trimming white space. Each record's cache
+// is kept across its turns: a later turn computes only the tokens its
+// prompt adds.
+func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, opt AccuracyOptions) (*Run, error) {
+	if opt.MaxNewTokens <= 0 {
+		opt.MaxNewTokens = 40
+	}
+	cfg := b.Net.Config
+	bf16PerToken := int64(2 * cfg.Layers * cfg.KVHeads * cfg.HeadDim * 2)
+	total := 0
+	for _, r := range recs {
+		total += turnsOf(&r, opt.Turns)
+	}
+	run := &Run{Press: "none"}
+	bar := newProgress(opt.Progress, total)
+	start := time.Now()
+	var kvSum, fullSum int64
+	measured := 0
+	for ri := range recs {
+		r := &recs[ri]
+		cache := b.Net.NewCache()
+		var prev []int
+		for k := 1; k <= turnsOf(r, opt.Turns); k++ {
+			text, err := b.ChatPrompt(TurnMessages(r, k))
+			if err != nil {
+				return nil, fmt.Errorf("record %s: %w", r.ID, err)
+			}
+			ids := b.Tokenizer.Encode(text)
+			res := RecordResult{ID: r.ID, Task: r.Task, TargetTokens: r.TargetTokens, Turn: k,
+				Expected: strings.TrimSpace(r.Turns[k-1].Answer), PromptTokens: len(ids)}
+			if len(ids) >= b.ContextLength() {
+				res.Skipped = true
+				run.Skipped++
+				run.Records = append(run.Records, res)
+				bar.step(run.Correct)
+				continue
+			}
+			if err := cache.Truncate(commonPrefix(prev, ids)); err != nil {
+				return nil, err
+			}
+			out, err := b.Generate(ctx, cache, engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}, nil)
+			if err != nil {
+				return nil, fmt.Errorf("record %s turn %d: %w", r.ID, k, err)
+			}
+			prev = ids
+			if err := cache.Truncate(len(ids)); err != nil {
+				return nil, err
+			}
+			res.Answer = strings.TrimSpace(b.Tokenizer.Decode(out.Output))
+			res.Correct = res.Answer == res.Expected
+			res.KVBytes = out.PrefillCacheBytes
+			kvSum += out.PrefillCacheBytes
+			fullSum += int64(len(ids)) * bf16PerToken
+			measured++
+			run.Total++
+			if res.Correct {
+				run.Correct++
+			}
+			run.Records = append(run.Records, res)
+			bar.step(run.Correct)
+		}
+	}
+	bar.done()
+	if measured > 0 {
+		run.KVBytes = kvSum / int64(measured)
+		run.FullKVBytes = fullSum / int64(measured)
+	}
+	run.Seconds = time.Since(start).Seconds()
+	return run, nil
+}
+
+func turnsOf(r *Record, limit int) int {
+	if limit > 0 && limit < len(r.Turns) {
+		return limit
+	}
+	return len(r.Turns)
+}
+
+func commonPrefix(a, b []int) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// Table writes correct/total per task × length × turn, skipped records
+// counted apart.
+func (run *Run) Table(w io.Writer) {
+	type key struct {
+		task   string
+		length int
+		turn   int
+	}
+	type cell struct{ correct, total, skipped int }
+	cells := map[key]*cell{}
+	var keys []key
+	for _, r := range run.Records {
+		k := key{r.Task, r.TargetTokens, r.Turn}
+		c := cells[k]
+		if c == nil {
+			c = &cell{}
+			cells[k] = c
+			keys = append(keys, k)
+		}
+		switch {
+		case r.Skipped:
+			c.skipped++
+		case r.Correct:
+			c.correct++
+			c.total++
+		default:
+			c.total++
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.task != b.task {
+			return a.task < b.task
+		}
+		if a.length != b.length {
+			return a.length < b.length
+		}
+		return a.turn < b.turn
+	})
+	fmt.Fprintf(w, "press %s, ratio %.3g\n", run.Press, run.Ratio)
+	fmt.Fprintf(w, "%-18s %7s %5s %9s %8s\n", "task", "length", "turn", "correct", "skipped")
+	for _, k := range keys {
+		c := cells[k]
+		fmt.Fprintf(w, "%-18s %7d %5d %4d/%-4d %8d\n", k.task, k.length, k.turn, c.correct, c.total, c.skipped)
+	}
+	fmt.Fprintf(w, "%-18s %7s %5s %4d/%-4d %8d\n", "all", "", "", run.Correct, run.Total, run.Skipped)
+	if run.FullKVBytes > 0 {
+		fmt.Fprintf(w, "KV cache at end of prefill: %d bytes as stored, %d bytes as bf16 (%.2f×), %.1f s\n",
+			run.KVBytes, run.FullKVBytes, float64(run.KVBytes)/float64(run.FullKVBytes), run.Seconds)
+	}
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	"github.com/kvserve/kvserve/bench"
+	"github.com/kvserve/kvserve/compute"
+	"github.com/kvserve/kvserve/engine"
+)
+
+func cmdBench(args []string, stdout, stderr io.Writer) error {
+	subs := map[string]func([]string, io.Writer, io.Writer) error{
+		"accuracy": benchAccuracy,
+		"perf":     benchPerf,
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf) [flags]\n\n"+
+			"  accuracy  long-context task accuracy (greedy, exact match) on a JSONL task set\n"+
+			"  perf      prefill and decode speed, TTFT, memory")
+		if len(args) == 0 {
+			return usageError{"bench needs a subcommand"}
+		}
+		return nil
+	}
+	sub, ok := subs[args[0]]
+	if !ok {
+		return usageError{fmt.Sprintf("unknown bench %q (want accuracy or perf)", args[0])}
+	}
+	return sub(args[1:], stdout, stderr)
+}
+
+func benchAccuracy(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench accuracy", "[--model DIR] --data FILE.jsonl [flags]",
+		"Asks each record's questions over its long context (chat template, earlier\n"+
+			"turns with their reference answers), greedy, at most 40 new tokens, and\n"+
+			"scores exact matches after trimming white space. Prints a task × length ×\n"+
+			"turn table; a progress bar goes to stderr. Prompts longer than the model's\n"+
+			"context are reported as skipped, never cut.", stderr)
+	modelDir := fs.String("model", "", "Hugging Face model folder (default: the bundled tinychat)")
+	data := fs.String("data", "", "JSONL task set (e.g. ../shared/bench/dev.jsonl)")
+	tasks := fs.String("tasks", "", "comma-separated tasks to run (default: all)")
+	lengths := fs.String("lengths", "", "comma-separated target lengths, e.g. 1000,2000 (default: all)")
+	perCell := fs.Int("per-cell", 0, "records per task × length (0: all)")
+	turns := fs.Int("turns", 0, "turns per record (0: all)")
+	out := fs.String("out", "", "write the results as JSON to this file")
+	threads := fs.Int("threads", 0, "worker threads (0: one per CPU)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return usageError{"--data is required"}
+	}
+	var lens []int
+	for _, f := range splitList(*lengths) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return usageError{fmt.Sprintf("--lengths: %q is not a positive number", f)}
+		}
+		lens = append(lens, n)
+	}
+	recs, err := bench.ReadRecords(*data)
+	if err != nil {
+		return err
+	}
+	recs = bench.Filter(recs, splitList(*tasks), lens, *perCell)
+	if len(recs) == 0 {
+		return fmt.Errorf("no records of %s match --tasks %q --lengths %q", *data, *tasks, *lengths)
+	}
+	pool := compute.NewPool(*threads)
+	defer pool.Close()
+	b, err := engine.Open(*modelDir, pool)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	run, err := bench.Accuracy(ctx, b, recs, bench.AccuracyOptions{Turns: *turns, Progress: stderr})
+	if err != nil {
+		return err
+	}
+	run.Table(stdout)
+	if *out != "" {
+		rep := bench.Report{Model: b.Name, Data: *data, Runs: []*bench.Run{run}}
+		buf, err := json.MarshalIndent(rep, "", " ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out, append(buf, '\n'), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "wrote %s\n", *out)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func benchPerf(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench perf", "[--model DIR] [--prompt-tokens 512,2048] [--gen-tokens 128] [--threads N] [--json]",
+		"Times prefill of each prompt length (TTFT) and greedy decoding after the\n"+
+			"first prompt, on reproducible random token ids. The best of --repeats runs\n"+
+			"counts.", stderr)
+	modelDir := fs.String("model", "", "Hugging Face model folder (default: the bundled tinychat)")
+	promptTokens := fs.String("prompt-tokens", "512,2048", "comma-separated prompt lengths")
+	genTokens := fs.Int("gen-tokens", 128, "tokens to decode after the first prompt")
+	repeats := fs.Int("repeats", 3, "repetitions per measurement (the best counts)")
+	threads := fs.Int("threads", 0, "worker threads (0: one per CPU)")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var lens []int
+	for _, f := range splitList(*promptTokens) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return usageError{fmt.Sprintf("--prompt-tokens: %q is not a positive number", f)}
+		}
+		lens = append(lens, n)
+	}
+	pool := compute.NewPool(*threads)
+	defer pool.Close()
+	b, err := engine.Open(*modelDir, pool)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	rep, err := bench.Perf(context.Background(), b, pool, bench.PerfOptions{PromptTokens: lens, GenTokens: *genTokens, Repeats: *repeats})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	rep.Table(stdout)
+	return nil
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// kvserve runs the CLI in-process and returns its exit code and output.
+func kvserve(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := runMain(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+type runJSON struct {
+	PromptIDs  []int     `json:"prompt_ids"`
+	OutputIDs  []int     `json:"output_ids"`
+	Text       string    `json:"text"`
+	LastLogits []float32 `json:"last_logits"`
+}
+
+// TestRunGolden checks the CLI end to end against transformers' golden
+// output for tinychat's "plain" prompt: token ids, greedy text and logits.
+func TestRunGolden(t *testing.T) {
+	data, err := os.ReadFile("../../model/testdata/tinychat/golden.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden []struct {
+		Name       string    `json:"name"`
+		Text       string    `json:"text"`
+		InputIDs   []int     `json:"input_ids"`
+		LastLogits []float32 `json:"last_logits"`
+		GreedyIDs  []int     `json:"greedy_ids"`
+		GreedyText string    `json:"greedy_text"`
+	}
+	if err := json.Unmarshal(data, &golden); err != nil {
+		t.Fatal(err)
+	}
+	g := golden[0]
+	code, out, errOut := kvserve(t, "run", "--prompt", g.Text, "--max-tokens", "32", "--json", "--logits")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var got runJSON
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	if !equal(got.PromptIDs, g.InputIDs) {
+		t.Errorf("prompt ids %v, want %v", got.PromptIDs, g.InputIDs)
+	}
+	if !equal(got.OutputIDs, g.GreedyIDs) || got.Text != g.GreedyText {
+		t.Errorf("output %v %q, want %v %q", got.OutputIDs, got.Text, g.GreedyIDs, g.GreedyText)
+	}
+	worst := 0.0
+	for i, v := range g.LastLogits {
+		worst = max(worst, float64(abs(got.LastLogits[i]-v)))
+	}
+	if worst >= 2e-3 {
+		t.Errorf("last logits differ by %.5f", worst)
+	}
+
+	// The same prompt as ids, streamed: the same text.
+	ids := make([]string, len(g.InputIDs))
+	for i, id := range g.InputIDs {
+		ids[i] = strconv.Itoa(id)
+	}
+	code, out, errOut = kvserve(t, "run", "--prompt-ids", strings.Join(ids, ","), "--max-tokens", "32")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if out != g.GreedyText+"\n" {
+		t.Errorf("streamed %q, want %q", out, g.GreedyText+"\n")
+	}
+}
+
+func TestRunChatAndSampling(t *testing.T) {
+	args := []string{"run", "--chat", "What is the special magic number?", "--max-tokens", "12", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "40", "--seed", "7", "--json"}
+	code1, out1, err1 := kvserve(t, args...)
+	code2, out2, _ := kvserve(t, args...)
+	if code1 != 0 || code2 != 0 {
+		t.Fatalf("exit %d: %s", code1, err1)
+	}
+	if out1 != out2 {
+		t.Errorf("same seed, different output:\n%s\n%s", out1, out2)
+	}
+	var got runJSON
+	json.Unmarshal([]byte(out1), &got)
+	if got.PromptIDs[0] != 1 { // <|im_start|> of the chat template
+		t.Errorf("chat prompt starts with %v", got.PromptIDs[:3])
+	}
+}
+
+// TestBadInput checks that bad input gives exit code 1 or 2 and one line.
+func TestBadInput(t *testing.T) {
+	long := strings.Repeat("func main() { fmt.Println(x) }\n", 700) // > 4096 tokens
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"architectures":["BertModel"]}`), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"too long", []string{"run", "--prompt", long}, 1, "the model's context is 4096"},
+		{"invalid utf-8", []string{"run", "--prompt", "caf\xe9 \xff\xfe", "--max-tokens", "2"}, 2, "not valid UTF-8: byte 0xe9 at offset 3"},
+		{"no prompt", []string{"run"}, 2, "exactly one of"},
+		{"two prompts", []string{"run", "--prompt", "a", "--chat", "b"}, 2, "exactly one of"},
+		{"bad id", []string{"run", "--prompt-ids", "1,x"}, 2, `"x" is not a token id`},
+		{"id out of range", []string{"run", "--prompt-ids", "99999"}, 2, "outside the vocabulary"},
+		{"bad flag", []string{"run", "--tempreature", "1"}, 2, "flag provided but not defined"},
+		{"bad temperature", []string{"run", "--prompt", "a", "--temperature", "-1"}, 2, "temperature"},
+		{"missing model", []string{"run", "--model", "/nonexistent", "--prompt", "a"}, 1, "no such file"},
+		{"unknown architecture", []string{"run", "--model", dir, "--prompt", "a"}, 1, `unsupported architecture "BertModel"`},
+		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
+		{"bench without data", []string{"bench", "accuracy"}, 2, "--data is required"},
+		{"bench bad data", []string{"bench", "accuracy", "--data", "/nonexistent.jsonl"}, 1, "no such file"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := kvserve(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d (stderr %q)", code, tc.code, errOut)
+			}
+			if tc.code == 1 && strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+				t.Errorf("error is not one line: %q", errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("stderr %q does not mention %q", errOut, tc.want)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"bench", "--help"}, {"bench", "accuracy", "--help"}, {"bench", "perf", "--help"}} {
+		code, out, errOut := kvserve(t, args...)
+		if code != 0 || !strings.Contains(out+errOut, "Usage") {
+			t.Errorf("%v: exit %d, output %q", args, code, out+errOut)
+		}
+	}
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func abs(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
