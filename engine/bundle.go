@@ -31,6 +31,9 @@ func Open(path string, pool *compute.Pool) (*Bundle, error) {
 	src := model.Source{Dir: path}
 	name := filepath.Base(filepath.Clean(path))
 	if path == "" {
+		if models.TinyChat() == nil {
+			return nil, fmt.Errorf("this kvserve was built without the bundled model (-tags nobundle): pass --model DIR")
+		}
 		src = model.Source{FS: models.TinyChat()}
 		name = models.DefaultName
 	} else if st, err := os.Stat(path); err != nil {

@@ -19,11 +19,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	subs := map[string]func([]string, io.Writer, io.Writer) error{
 		"accuracy": benchAccuracy,
 		"perf":     benchPerf,
+		"compare":  benchCompare,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf) [flags]\n\n"+
+		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | compare) [flags]\n\n"+
 			"  accuracy  long-context task accuracy (greedy, exact match) on a JSONL task set\n"+
-			"  perf      prefill and decode speed, TTFT, memory")
+			"  perf      prefill and decode speed, TTFT, memory\n"+
+			"  compare   compare an accuracy result with a baseline table and reference answers")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
 		}
@@ -31,7 +33,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, ok := subs[args[0]]
 	if !ok {
-		return usageError{fmt.Sprintf("unknown bench %q (want accuracy or perf)", args[0])}
+		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf or compare)", args[0])}
 	}
 	return sub(args[1:], stdout, stderr)
 }
@@ -148,5 +150,39 @@ func benchPerf(args []string, stdout, stderr io.Writer) error {
 		return json.NewEncoder(stdout).Encode(rep)
 	}
 	rep.Table(stdout)
+	return nil
+}
+
+func benchCompare(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench compare", "--result FILE.json [--baseline FILE.json] [--reference FILE.jsonl]",
+		"Compares the output of 'kvserve bench accuracy --out' with a per-cell\n"+
+			"baseline (e.g. ../shared/bench/tinychat-hf-baseline.json) and with reference\n"+
+			"answers of the same press and ratio (e.g. ../shared/bench/reference/kvpress-dev.jsonl).", stderr)
+	result := fs.String("result", "", "accuracy result written by --out")
+	baseline := fs.String("baseline", "", "per task × length × turn baseline table")
+	reference := fs.String("reference", "", "reference answers, one JSON object a line")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *result == "" {
+		return usageError{"--result is required"}
+	}
+	rep, err := bench.ReadReport(*result)
+	if err != nil {
+		return err
+	}
+	var base *bench.Baseline
+	if *baseline != "" {
+		if base, err = bench.ReadBaseline(*baseline); err != nil {
+			return err
+		}
+	}
+	var ref []bench.ReferenceAnswer
+	if *reference != "" {
+		if ref, err = bench.ReadReference(*reference); err != nil {
+			return err
+		}
+	}
+	bench.WriteComparison(stdout, rep, base, ref)
 	return nil
 }

@@ -1,0 +1,87 @@
+package bench
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/kvserve/kvserve/compute"
+	"github.com/kvserve/kvserve/engine"
+)
+
+// TestAccuracyMatchesReference runs the harness on two short records, both
+// turns, and checks the first-turn answers against kvpress's full-cache
+// answers for the same records (transformers underneath).
+func TestAccuracyMatchesReference(t *testing.T) {
+	recs, err := ReadRecords("testdata/dev.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = Filter(recs, []string{"niah_multikey", "code_signature"}, []int{1000}, 1)
+	if len(recs) != 2 {
+		t.Fatalf("filter kept %d records", len(recs))
+	}
+	pool := compute.NewPool(0)
+	defer pool.Close()
+	b, err := engine.Open("", pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	run, err := Accuracy(context.Background(), b, recs, AccuracyOptions{Turns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Records) != 4 || run.Total != 4 {
+		t.Fatalf("%d records, total %d; want 2 records × 2 turns", len(run.Records), run.Total)
+	}
+	ref, err := ReadReference("testdata/kvpress-dev.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, same, diffs := CompareAnswers(run, ref)
+	if both != 2 || same != 2 {
+		t.Errorf("%d of %d answers match the reference: %+v", same, both, diffs)
+	}
+	// tinychat: 2 × 8 layers × 2 KV heads × 64 × 2 bytes per token.
+	if want := run.Records[0].PromptTokens * 4096; run.FullKVBytes == 0 || run.Records[0].KVBytes < int64(want) {
+		t.Errorf("kv bytes %d (full %d) for %d prompt tokens", run.Records[0].KVBytes, run.FullKVBytes, run.Records[0].PromptTokens)
+	}
+	var sb strings.Builder
+	run.Table(&sb)
+	if !strings.Contains(sb.String(), "niah_multikey") {
+		t.Errorf("table lacks a task row:\n%s", sb.String())
+	}
+}
+
+func TestTurnMessages(t *testing.T) {
+	r := &Record{System: "sys", Context: "CTX", Turns: []Turn{{"q1", "a1"}, {"q2", "a2"}}}
+	msgs := TurnMessages(r, 2)
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.Role+":"+m.Content)
+	}
+	want := "system:sys|user:CTX\n\nq1|assistant:a1|user:q2"
+	if strings.Join(got, "|") != want {
+		t.Errorf("got %q, want %q", strings.Join(got, "|"), want)
+	}
+}
+
+func TestCompareBaseline(t *testing.T) {
+	run := &Run{Press: "none", Records: []RecordResult{
+		{ID: "a", Task: "t", TargetTokens: 1000, Turn: 1, Correct: true},
+		{ID: "b", Task: "t", TargetTokens: 1000, Turn: 1},
+		{ID: "c", Task: "t", TargetTokens: 1000, Turn: 1, Skipped: true},
+	}}
+	base := &Baseline{Cells: []BaselineCell{{Task: "t", TargetTokens: 1000, Turn: 0, Correct: 2, N: 3}, {Task: "u", TargetTokens: 1000}}}
+	d := CompareBaseline(run, base)
+	if len(d) != 1 || d[0].Ours != 1 || d[0].OursN != 2 || d[0].Skipped != 1 || d[0].Theirs != 2 {
+		t.Fatalf("diff %+v", d)
+	}
+	ref := []ReferenceAnswer{{Press: "none", ID: "a", Answer: " x "}, {Press: "none", ID: "c", Answer: "y"}, {Press: "snapkv", ID: "a"}}
+	run.Records[0].Answer = "x"
+	both, same, diffs := CompareAnswers(run, ref)
+	if both != 2 || same != 1 || len(diffs) != 1 || !diffs[0].Skipped {
+		t.Fatalf("both %d same %d diffs %+v", both, same, diffs)
+	}
+}
