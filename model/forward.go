@@ -12,16 +12,49 @@ import (
 // inputs are processed in chunks so activations stay small.
 const ChunkSize = 512
 
-// workspace holds the activations of one chunk, reused between calls.
+// Output selects which positions' logits a forward pass returns.
+type Output int
+
+// Output modes.
+const (
+	LastLogits Output = iota // logits of the last token only
+	AllLogits                // logits of every token passed in
+	NoLogits                 // none: only fill the cache
+)
+
+// rows returns how many logit rows a sequence of n tokens asks for.
+func (o Output) rows(n int) int {
+	switch o {
+	case LastLogits:
+		return 1
+	case AllLogits:
+		return n
+	}
+	return 0
+}
+
+// Step is one sequence's share of a batched forward pass.
+type Step struct {
+	Cache  *kvcache.Seq
+	Tokens []int
+	Output Output
+	// Logits receives Output.rows(len(Tokens)) vocab-sized rows, reused by
+	// the next pass.
+	Logits []float32
+}
+
+// workspace holds the activations of one pass, reused between calls.
 type workspace struct {
 	n                   int // tokens the buffers are sized for
 	x, xn, q, k, v, att []float32
 	gate, up            []float32
-	rope                map[*ropeTable]*ropeRows
+	cos, sin            []float32 // per token, per RoPE table: [table][token][half]
+	seq                 []int     // token → index of its step
+	pos                 []int     // token → position
 	logits              []float32
 }
 
-func (ws *workspace) ensure(c *Config, n int) {
+func (ws *workspace) ensure(c *Config, n, tables int) {
 	if ws.n >= n {
 		return
 	}
@@ -35,71 +68,133 @@ func (ws *workspace) ensure(c *Config, n int) {
 	ws.att = make([]float32, n*qd)
 	ws.gate = make([]float32, n*c.IntermediateSize)
 	ws.up = make([]float32, n*c.IntermediateSize)
-	ws.rope = map[*ropeTable]*ropeRows{}
+	ws.cos = make([]float32, tables*n*c.HeadDim/2)
+	ws.sin = make([]float32, tables*n*c.HeadDim/2)
+	ws.seq = make([]int, n)
+	ws.pos = make([]int, n)
 }
-
-// ropeRows holds cos and sin of one RoPE variant for the chunk's positions.
-type ropeRows struct {
-	cos, sin []float32
-	fresh    bool // computed for the current chunk
-}
-
-// Output selects which positions' logits Forward returns.
-type Output int
-
-// Output modes.
-const (
-	LastLogits Output = iota // logits of the last token only
-	AllLogits                // logits of every token passed in
-	NoLogits                 // none: only fill the cache
-)
 
 // Forward runs tokens through the model at the cache's next positions,
 // appends their keys and values to cache, and returns logits as one
 // vocab-sized row per requested position. The returned slice is reused by
-// the next call. Forward serializes callers: one pass runs at a time.
+// the next call.
 func (m *Model) Forward(cache *kvcache.Seq, tokens []int, out Output) ([]float32, error) {
-	c := m.Config
-	if len(tokens) == 0 {
-		return nil, fmt.Errorf("model: forward of zero tokens")
-	}
-	if end := cache.Next() + len(tokens); end > c.MaxPositions {
-		return nil, fmt.Errorf("model: %d tokens would reach position %d, past the model's context of %d", len(tokens), end, c.MaxPositions)
-	}
-	for i, t := range tokens {
-		if t < 0 || t >= c.VocabSize {
-			return nil, fmt.Errorf("model: token %d at index %d is outside the vocabulary of %d", t, i, c.VocabSize)
-		}
+	steps := []Step{{Cache: cache, Tokens: tokens, Output: out}}
+	if err := m.checkSteps(steps); err != nil {
+		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rowsOut := 0
-	switch out {
-	case LastLogits:
-		rowsOut = 1
-	case AllLogits:
-		rowsOut = len(tokens)
-	}
-	if need := rowsOut * c.VocabSize; cap(m.ws.logits) < need {
+	v := m.Config.VocabSize
+	if need := out.rows(len(tokens)) * v; cap(m.ws.logits) < need {
 		m.ws.logits = make([]float32, need)
 	}
-	logits := m.ws.logits[:rowsOut*c.VocabSize]
+	logits := m.ws.logits[:out.rows(len(tokens))*v]
 	for start := 0; start < len(tokens); start += ChunkSize {
-		chunk := tokens[start:min(len(tokens), start+ChunkSize)]
-		m.forwardChunk(cache, chunk)
+		end := min(len(tokens), start+ChunkSize)
+		chunkOut := NoLogits
+		var dst []float32
 		switch {
 		case out == AllLogits:
-			m.logits(logits[start*c.VocabSize:], len(chunk), 0)
-		case out == LastLogits && start+len(chunk) == len(tokens):
-			m.logits(logits, 1, len(chunk)-1)
+			chunkOut, dst = AllLogits, logits[start*v:end*v]
+		case out == LastLogits && end == len(tokens):
+			chunkOut, dst = LastLogits, logits
 		}
+		steps[0] = Step{Cache: cache, Tokens: tokens[start:end], Output: chunkOut, Logits: dst}
+		m.pass(steps)
 	}
 	return logits, nil
 }
 
-// logits computes n rows of logits from the final hidden states starting at
-// token index from of the current chunk.
-func (m *Model) logits(dst []float32, n, from int) {
+// ForwardBatch runs one pass over several sequences at once: their tokens
+// share every matrix product, and each attends to its own cache. Each
+// step's Logits must have room for its Output rows. The caller keeps the
+// total number of tokens moderate (a few hundred); ForwardBatch does not
+// split it.
+func (m *Model) ForwardBatch(steps []Step) error {
+	if err := m.checkSteps(steps); err != nil {
+		return err
+	}
+	for i := range steps {
+		if need := steps[i].Output.rows(len(steps[i].Tokens)) * m.Config.VocabSize; len(steps[i].Logits) < need {
+			return fmt.Errorf("model: step %d: logits buffer of %d floats, need %d", i, len(steps[i].Logits), need)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pass(steps)
+	return nil
+}
+
+func (m *Model) checkSteps(steps []Step) error {
+	c := m.Config
+	for si, s := range steps {
+		if len(s.Tokens) == 0 {
+			return fmt.Errorf("model: forward of zero tokens")
+		}
+		if end := s.Cache.Next() + len(s.Tokens); end > c.MaxPositions {
+			return fmt.Errorf("model: %d tokens would reach position %d, past the model's context of %d", len(s.Tokens), end, c.MaxPositions)
+		}
+		for i, t := range s.Tokens {
+			if t < 0 || t >= c.VocabSize {
+				return fmt.Errorf("model: token %d at index %d is outside the vocabulary of %d", t, i, c.VocabSize)
+			}
+		}
+		for sj := range si {
+			if steps[sj].Cache == s.Cache {
+				return fmt.Errorf("model: steps %d and %d share one cache", sj, si)
+			}
+		}
+	}
+	return nil
+}
+
+// pass runs all steps' tokens through every layer and writes the logits
+// they ask for.
+func (m *Model) pass(steps []Step) {
+	c := m.Config
+	h := c.HiddenSize
+	n := 0
+	for _, s := range steps {
+		n += len(s.Tokens)
+	}
+	ws := &m.ws
+	ws.ensure(c, n, len(m.ropes))
+	t := 0
+	for si, s := range steps {
+		pos0 := s.Cache.Next()
+		for i, id := range s.Tokens {
+			ws.seq[t], ws.pos[t] = si, pos0+i
+			m.Embed.Row(id, ws.x[t*h:(t+1)*h])
+			if c.EmbedScale != 1 {
+				for j := range ws.x[t*h : (t+1)*h] {
+					ws.x[t*h+j] *= c.EmbedScale
+				}
+			}
+			t++
+		}
+	}
+	m.ropeRows(n)
+	for i := range m.Layers {
+		m.attention(steps, i, n)
+		m.mlp(&m.Layers[i], n)
+	}
+	t = 0
+	for _, s := range steps {
+		switch s.Output {
+		case AllLogits:
+			m.logits(s.Logits, t, len(s.Tokens))
+		case LastLogits:
+			m.logits(s.Logits, t+len(s.Tokens)-1, 1)
+		}
+		t += len(s.Tokens)
+		s.Cache.Advance(len(s.Tokens))
+	}
+}
+
+// logits computes n rows of logits from the final hidden states of tokens
+// from … from+n-1 of the pass.
+func (m *Model) logits(dst []float32, from, n int) {
 	c := m.Config
 	h := c.HiddenSize
 	xn := m.ws.xn[from*h : (from+n)*h]
@@ -114,64 +209,25 @@ func (m *Model) logits(dst []float32, n, from int) {
 	}
 }
 
-// forwardChunk runs one chunk of tokens through every layer, leaving the
-// last layer's output in ws.x.
-func (m *Model) forwardChunk(cache *kvcache.Seq, tokens []int) {
-	c := m.Config
-	n, h := len(tokens), c.HiddenSize
-	ws := &m.ws
-	ws.ensure(c, n)
-	pos0 := cache.Next()
-	for t, id := range tokens {
-		m.Embed.Row(id, ws.x[t*h:(t+1)*h])
-		if c.EmbedScale != 1 {
-			for i := range ws.x[t*h : (t+1)*h] {
-				ws.x[t*h+i] *= c.EmbedScale
+// ropeRows fills cos and sin of every RoPE table at each token's position.
+// Angles are float32 products, as transformers computes them.
+func (m *Model) ropeRows(n int) {
+	half := m.Config.HeadDim / 2
+	for ti, r := range m.ropes {
+		for t := range n {
+			p := float32(m.ws.pos[t])
+			row := (ti*n + t) * half
+			for i, f := range r.invFreq {
+				ang := float64(p * f)
+				m.ws.cos[row+i] = float32(math.Cos(ang)) * r.scale
+				m.ws.sin[row+i] = float32(math.Sin(ang)) * r.scale
 			}
 		}
 	}
-	for _, rows := range ws.rope {
-		rows.fresh = false
-	}
-	for i := range m.Layers {
-		l := &m.Layers[i]
-		if rows := ws.rope[l.rope]; rows == nil || !rows.fresh {
-			m.ropeFor(l.rope, pos0, n)
-		}
-		m.attention(cache, i, n, pos0)
-		m.mlp(l, n)
-	}
-	cache.Advance(n)
 }
 
-// ropeFor fills r's cos/sin rows for positions pos0 … pos0+n-1.
-func (m *Model) ropeFor(r *ropeTable, pos0, n int) {
-	half := len(r.invFreq)
-	rows := m.ws.rope[r]
-	if rows == nil {
-		rows = &ropeRows{}
-		m.ws.rope[r] = rows
-	}
-	rows.cos, rows.sin = growF(rows.cos, n*half), growF(rows.sin, n*half)
-	for t := range n {
-		p := float32(pos0 + t)
-		for i, f := range r.invFreq {
-			ang := float64(p * f)
-			rows.cos[t*half+i] = float32(math.Cos(ang)) * r.scale
-			rows.sin[t*half+i] = float32(math.Sin(ang)) * r.scale
-		}
-	}
-	rows.fresh = true
-}
-
-func growF(b []float32, n int) []float32 {
-	if cap(b) < n {
-		return make([]float32, n)
-	}
-	return b[:n]
-}
-
-// applyRope rotates one head vector by the precomputed table row.
+// applyRope rotates one head vector in the "rotate half" layout of Hugging
+// Face checkpoints: dimension i pairs with i + d/2.
 func applyRope(x, cs, sn []float32) {
 	half := len(cs)
 	for i := range half {
@@ -181,11 +237,12 @@ func applyRope(x, cs, sn []float32) {
 	}
 }
 
-func (m *Model) attention(cache *kvcache.Seq, li, n, pos0 int) {
+func (m *Model) attention(steps []Step, li, n int) {
 	c := m.Config
 	l := &m.Layers[li]
 	ws := &m.ws
 	h, hd := c.HiddenSize, c.HeadDim
+	half := hd / 2
 	qd, kvd := c.Heads*hd, c.KVHeads*hd
 	for t := range n {
 		compute.RMSNorm(ws.xn[t*h:(t+1)*h], ws.x[t*h:(t+1)*h], l.AttnNorm, c.RMSNormEps, c.NormAddOne)
@@ -193,8 +250,6 @@ func (m *Model) attention(cache *kvcache.Seq, li, n, pos0 int) {
 	m.pool.MatMul(ws.q, ws.xn, n, l.Q)
 	m.pool.MatMul(ws.k, ws.xn, n, l.K)
 	m.pool.MatMul(ws.v, ws.xn, n, l.V)
-	half := hd / 2
-	cs, sn := ws.rope[l.rope].cos, ws.rope[l.rope].sin
 	for t := range n {
 		q, k, v := ws.q[t*qd:(t+1)*qd], ws.k[t*kvd:(t+1)*kvd], ws.v[t*kvd:(t+1)*kvd]
 		if l.QBias != nil {
@@ -202,21 +257,23 @@ func (m *Model) attention(cache *kvcache.Seq, li, n, pos0 int) {
 			addTo(k, l.KBias)
 			addTo(v, l.VBias)
 		}
-		c0, s0 := cs[t*half:(t+1)*half], sn[t*half:(t+1)*half]
+		row := (l.ropeIndex*n + t) * half
+		cs, sn := ws.cos[row:row+half], ws.sin[row:row+half]
 		for hh := range c.Heads {
 			qh := q[hh*hd : (hh+1)*hd]
 			if l.QNorm != nil {
 				compute.RMSNorm(qh, qh, l.QNorm, c.RMSNormEps, c.NormAddOne)
 			}
-			applyRope(qh, c0, s0)
+			applyRope(qh, cs, sn)
 		}
+		cache := steps[ws.seq[t]].Cache
 		for g := range c.KVHeads {
 			kh := k[g*hd : (g+1)*hd]
 			if l.KNorm != nil {
 				compute.RMSNorm(kh, kh, l.KNorm, c.RMSNormEps, c.NormAddOne)
 			}
-			applyRope(kh, c0, s0)
-			cache.Append(li, g, kh, v[g*hd:(g+1)*hd], pos0+t)
+			applyRope(kh, cs, sn)
+			cache.Append(li, g, kh, v[g*hd:(g+1)*hd], ws.pos[t])
 		}
 	}
 	window := 0
@@ -224,18 +281,20 @@ func (m *Model) attention(cache *kvcache.Seq, li, n, pos0 int) {
 		window = c.SlidingWindow
 	}
 	group := c.Heads / c.KVHeads
-	maxKeys := cache.Head(li, 0).Len()
-	for g := 1; g < c.KVHeads; g++ {
-		maxKeys = max(maxKeys, cache.Head(li, g).Len())
+	maxKeys := 0
+	for _, s := range steps {
+		for g := range c.KVHeads {
+			maxKeys = max(maxKeys, s.Cache.Head(li, g).Len())
+		}
 	}
 	m.pool.For(n*c.Heads, 1, func(worker, lo, hi int) {
 		scores := m.pool.Scratch(worker, maxKeys)
 		for i := lo; i < hi; i++ {
 			t, hh := i/c.Heads, i%c.Heads
-			kv := cache.Head(li, hh/group)
+			kv := steps[ws.seq[t]].Cache.Head(li, hh/group)
 			q := ws.q[t*qd+hh*hd : t*qd+(hh+1)*hd]
 			dst := ws.att[t*qd+hh*hd : t*qd+(hh+1)*hd]
-			attendOne(dst, q, kv, hd, pos0+t, window, c.AttnScale, c.AttnSoftcap, scores)
+			attendOne(dst, q, kv, hd, ws.pos[t], window, c.AttnScale, c.AttnSoftcap, scores)
 		}
 	})
 	m.pool.MatMul(ws.xn, ws.att, n, l.O)
@@ -252,31 +311,23 @@ func (m *Model) attention(cache *kvcache.Seq, li, n, pos0 int) {
 // tokens whose positions are ≤ pos (and, with a window, > pos − window).
 func attendOne(dst, q []float32, kv *kvcache.Head, hd, pos, window int, scale, softcap float32, scores []float32) {
 	nk := kv.Len()
-	lo := 0
-	for lo < nk && window > 0 && int(kv.Pos[lo]) <= pos-window {
-		lo++
-	}
-	hi := nk
-	for hi > lo && int(kv.Pos[hi-1]) > pos {
-		hi--
-	}
-	s := scores[:hi-lo]
-	for j := lo; j < hi; j++ {
+	s := scores[:nk]
+	for j := range nk {
 		p := int(kv.Pos[j])
 		if p > pos || (window > 0 && p <= pos-window) {
-			s[j-lo] = float32(math.Inf(-1))
+			s[j] = float32(math.Inf(-1))
 			continue
 		}
 		v := compute.Dot(q, kv.K[j*hd:(j+1)*hd]) * scale
 		if softcap > 0 {
 			v = softcap * float32(math.Tanh(float64(v/softcap)))
 		}
-		s[j-lo] = v
+		s[j] = v
 	}
 	compute.Softmax(s)
 	clear(dst)
-	for j := lo; j < hi; j++ {
-		if p := s[j-lo]; p != 0 {
+	for j, p := range s {
+		if p != 0 {
 			compute.Axpy(dst, p, kv.V[j*hd:(j+1)*hd])
 		}
 	}

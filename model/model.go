@@ -27,7 +27,7 @@ type Layer struct {
 
 	Gate, Up, Down *compute.Mat
 
-	rope *ropeTable
+	ropeIndex int // index of this layer's RoPE table in Model.ropes
 }
 
 // Model is a loaded model, ready to run.
@@ -40,6 +40,7 @@ type Model struct {
 
 	pool    *compute.Pool
 	weights *weights
+	ropes   []*ropeTable // distinct RoPE variants (two in Gemma 3)
 
 	mu sync.Mutex // guards ws: one forward pass at a time
 	ws workspace
@@ -129,7 +130,7 @@ func (m *Model) bind(w *weights) error {
 	m.Embed = mat(prefix+"embed_tokens.weight", c.VocabSize, h)
 	m.Norm = vec(prefix+"norm.weight", h)
 	m.Layers = make([]Layer, c.Layers)
-	ropes := map[Rope]*ropeTable{}
+	ropeIndex := map[Rope]int{}
 	for i := range m.Layers {
 		p := fmt.Sprintf("%slayers.%d.", prefix, i)
 		l := &m.Layers[i]
@@ -158,10 +159,13 @@ func (m *Model) bind(w *weights) error {
 		l.Up = mat(p+"mlp.up_proj.weight", c.IntermediateSize, h)
 		l.Down = mat(p+"mlp.down_proj.weight", h, c.IntermediateSize)
 		r := c.LayerRope(i)
-		if ropes[r] == nil {
-			ropes[r] = newRopeTable(r, c.HeadDim)
+		idx, ok := ropeIndex[r]
+		if !ok {
+			idx = len(m.ropes)
+			ropeIndex[r] = idx
+			m.ropes = append(m.ropes, newRopeTable(r, c.HeadDim))
 		}
-		l.rope = ropes[r]
+		l.ropeIndex = idx
 	}
 	if c.TieEmbeddings || !w.has("lm_head.weight") {
 		if !c.TieEmbeddings && err == nil {
