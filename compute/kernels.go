@@ -17,6 +17,16 @@ type kernelSet struct {
 	axpy func(y []float32, a float32, x []float32)
 	// bf16ToF32 widens bfloat16 to float32.
 	bf16ToF32 func(dst []float32, src []uint16)
+
+	// gemm is MatMul's register-blocked kernel for float32 weight rows: it
+	// sets y[t·ldy+r] = Σ_{i<k} w[r·ldw+i]·x[t·ldx+i] for r < gemmR and
+	// t < ntok, where ntok is a multiple of gemmT.
+	gemm         func(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, k, ntok int)
+	gemmR, gemmT int
+	// dotBF16 is MatMul's kernel for few activation rows: it sets
+	// d[r] = Σ_{i<k} bf16(w[r·ldw+i])·x[i] for r < len(d), widening the
+	// bfloat16 weights on the fly.
+	dotBF16 func(d []float32, w []uint16, ldw int, x []float32, k int)
 }
 
 var generic = kernelSet{
@@ -25,6 +35,10 @@ var generic = kernelSet{
 	dot4:      dot4Generic,
 	axpy:      axpyGeneric,
 	bf16ToF32: bf16ToF32Generic,
+	gemm:      gemmGeneric,
+	gemmR:     1,
+	gemmT:     4,
+	dotBF16:   dotBF16Generic,
 }
 
 // kernels is the set in use, chosen once at start-up.
@@ -77,6 +91,44 @@ func dot4Generic(d *[4]float32, w, x []float32, n int) {
 		s3 += wi * x3[i]
 	}
 	d[0], d[1], d[2], d[3] = s0, s1, s2, s3
+}
+
+// bf16 widens one bfloat16 value to float32, exactly.
+func bf16(v uint16) float32 { return math.Float32frombits(uint32(v) << 16) }
+
+// gemmGeneric is the 1 × 4 kernel: dot4 on one weight row.
+func gemmGeneric(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, k, ntok int) {
+	w = w[:k]
+	for t := 0; t < ntok; t += 4 {
+		x0, x1, x2, x3 := x[t*ldx:][:k], x[(t+1)*ldx:][:k], x[(t+2)*ldx:][:k], x[(t+3)*ldx:][:k]
+		var s0, s1, s2, s3 float32
+		for i, wi := range w {
+			s0 += wi * x0[i]
+			s1 += wi * x1[i]
+			s2 += wi * x2[i]
+			s3 += wi * x3[i]
+		}
+		y[t*ldy], y[(t+1)*ldy], y[(t+2)*ldy], y[(t+3)*ldy] = s0, s1, s2, s3
+	}
+}
+
+// dotBF16Generic computes one bf16 row × f32 dot product per output.
+func dotBF16Generic(d []float32, w []uint16, ldw int, x []float32, k int) {
+	for r := range d {
+		wr, xr := w[r*ldw:][:k], x[:k]
+		var s0, s1, s2, s3 float32
+		for len(wr) >= 4 && len(xr) >= 4 {
+			s0 += bf16(wr[0]) * xr[0]
+			s1 += bf16(wr[1]) * xr[1]
+			s2 += bf16(wr[2]) * xr[2]
+			s3 += bf16(wr[3]) * xr[3]
+			wr, xr = wr[4:], xr[4:]
+		}
+		for i, v := range wr {
+			s0 += bf16(v) * xr[i]
+		}
+		d[r] = (s0 + s1) + (s2 + s3)
+	}
 }
 
 func axpyGeneric(y []float32, a float32, x []float32) {

@@ -19,6 +19,7 @@ const (
 	BF16              // bfloat16: the top 16 bits of a float32
 )
 
+// String returns the type's short name, such as "bf16".
 func (d DType) String() string {
 	switch d {
 	case F32:
@@ -105,46 +106,112 @@ func F16ToF32(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
 }
 
-// tokenTile is how many activation rows MatMul streams against one weight
-// row while that row is hot in cache.
+// tokenTile is how many activation rows MatMul streams against a block of
+// weight rows while that block is hot in cache.
 const tokenTile = 64
+
+// matMulJob holds one MatMul's arguments while the pool's workers run it.
+type matMulJob struct {
+	ks    *kernelSet
+	y, x  []float32
+	n     int
+	w     *Mat
+	block int // weight rows per unit of work handed to workers
+}
 
 // MatMul computes y[t][r] = Σ_c x[t][c] · w[r][c] for n activation rows:
 // x is n × w.Cols and y is n × w.Rows, both row-major. Rows of w are split
-// across the pool's workers.
-func (p *Pool) MatMul(y, x []float32, n int, w *Mat) {
+// across the pool's workers. MatMul allocates nothing.
+func (p *Pool) MatMul(y, x []float32, n int, w *Mat) { p.matMul(&kernels, y, x, n, w) }
+
+func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
 	rows, cols := w.Rows, w.Cols
 	if len(x) < n*cols || len(y) < n*rows {
 		panic(fmt.Sprintf("compute.MatMul: x has %d floats, y %d, for %d × %d·%d", len(x), len(y), n, rows, cols))
 	}
-	grain := max(1, 4096/max(1, cols*n)) // keep tiny products on one thread
-	p.For(rows, grain, func(worker, lo, hi int) {
-		var row []float32
-		if w.DType != F32 {
-			row = p.Scratch(worker, cols)
+	if (w.DType == BF16 && len(w.BF16) < rows*cols) || (w.DType != BF16 && len(w.F32) < rows*cols) {
+		panic(fmt.Sprintf("compute.MatMul: %v matrix of %d × %d has too few weights", w.DType, rows, cols))
+	}
+	if n <= 0 || rows <= 0 {
+		return
+	}
+	if cols == 0 {
+		clear(y[:n*rows])
+		return
+	}
+	block := ks.gemmR
+	if w.DType == BF16 && n < ks.gemmT {
+		block = 16
+	}
+	grain := max(1, 4096/max(1, cols*n)) // rows; keep tiny products on one thread
+	grain = (grain + block - 1) / block
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mm = matMulJob{ks: ks, y: y, x: x, n: n, w: w, block: block}
+	p.forLocked((rows+block-1)/block, grain, p.mmRun)
+	p.mm = matMulJob{}
+}
+
+// runMatMul computes the output columns of weight-row blocks [blo, bhi) of
+// the pool's current MatMul.
+func (p *Pool) runMatMul(worker, blo, bhi int) {
+	j := &p.mm
+	ks, w, n, x, y := j.ks, j.w, j.n, j.x, j.y
+	rows, cols := w.Rows, w.Cols
+	lo, hi := blo*j.block, min(bhi*j.block, rows)
+	if w.DType == BF16 && n < ks.gemmT {
+		// Few tokens: stream the weights once, widening them in registers,
+		// a chunk of rows at a time so that they stay in cache across the
+		// tokens.
+		const chunk = 64
+		for r := lo; r < hi; r += chunk {
+			r1 := min(hi, r+chunk)
+			for t := range n {
+				ks.dotBF16(y[t*rows+r:t*rows+r1], w.BF16[r*cols:r1*cols], cols, x[t*cols:(t+1)*cols], cols)
+			}
 		}
-		for t0 := 0; t0 < n; t0 += tokenTile {
-			t1 := min(n, t0+tokenTile)
-			for r := lo; r < hi; r++ {
-				wr := row
-				if w.DType == F32 {
-					wr = w.F32[r*cols : (r+1)*cols]
-				} else {
-					w.Row(r, row)
-				}
-				t := t0
+		return
+	}
+
+	// Many tokens: widen a block of R weight rows into scratch once per
+	// tile of tokens and run the R-row kernel over the tile. Outputs go
+	// through scratch, not the stack: kernels called through func values
+	// make their arguments escape.
+	R, T := ks.gemmR, ks.gemmT
+	sc := p.Scratch(worker, R*cols+4)
+	buf, e := sc[:R*cols], (*[4]float32)(sc[R*cols:])
+	for t0 := 0; t0 < n; t0 += tokenTile {
+		t1 := min(n, t0+tokenTile)
+		for r := lo; r < hi; r += R {
+			nr := min(R, hi-r)
+			var wr []float32
+			if w.DType == BF16 {
+				wr = buf[:nr*cols]
+				ks.bf16ToF32(wr, w.BF16[r*cols:(r+nr)*cols])
+			} else {
+				wr = w.F32[r*cols : (r+nr)*cols]
+			}
+			t := t0
+			if nr == R {
+				nt := (t1 - t) / T * T
+				ks.gemm(y[t*rows+r:], rows, wr, cols, x[t*cols:], cols, cols, nt)
+				t += nt
+			} else {
 				for ; t+4 <= t1; t += 4 {
-					var d [4]float32
-					kernels.dot4(&d, wr, x[t*cols:(t+4)*cols], cols)
-					y[t*rows+r] = d[0]
-					y[(t+1)*rows+r] = d[1]
-					y[(t+2)*rows+r] = d[2]
-					y[(t+3)*rows+r] = d[3]
+					for rr := range nr {
+						ks.dot4(e, wr[rr*cols:(rr+1)*cols], x[t*cols:(t+4)*cols], cols)
+						for tt := range 4 {
+							y[(t+tt)*rows+r+rr] = e[tt]
+						}
+					}
 				}
-				for ; t < t1; t++ {
-					y[t*rows+r] = kernels.dot(wr, x[t*cols:(t+1)*cols])
+			}
+			for ; t < t1; t++ {
+				xt := x[t*cols : (t+1)*cols]
+				for rr := range nr {
+					y[t*rows+r+rr] = ks.dot(wr[rr*cols:(rr+1)*cols], xt)
 				}
 			}
 		}
-	})
+	}
 }
