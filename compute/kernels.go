@@ -195,3 +195,17 @@ func GELUTanhMul(gate, up []float32) {
 		gate[i] = float32(0.5*x*(1+math.Tanh(c*(x+0.044715*x*x*x)))) * up[i]
 	}
 }
+
+// UseGeneric switches every kernel to the portable Go set (on) or back to
+// the best set for this CPU (off), and returns a function that restores the
+// previous choice. It exists so tests can check both paths in one run; it
+// must not be called while kernels are running.
+func UseGeneric(on bool) (restore func()) {
+	prev := kernels
+	if on {
+		kernels = generic
+	} else {
+		kernels = bestKernels()
+	}
+	return func() { kernels = prev }
+}

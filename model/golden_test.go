@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 
 	"github.com/kvserve/kvserve/compute"
@@ -113,7 +112,29 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
+// kernelSets runs a test once with the CPU's best kernels and once with the
+// portable Go kernels, so both paths meet the golden outputs.
+func kernelSets(t *testing.T, test func(t *testing.T)) {
+	for _, generic := range []bool{false, true} {
+		name := compute.KernelName()
+		if generic {
+			name = "generic"
+		}
+		t.Run(name, func(t *testing.T) {
+			defer compute.UseGeneric(generic)()
+			test(t)
+		})
+		if name == "generic" && !generic {
+			return // no SIMD set on this CPU: one run covers it
+		}
+	}
+}
+
 func TestArchGolden(t *testing.T) {
+	kernelSets(t, testArchGolden)
+}
+
+func testArchGolden(t *testing.T) {
 	var golden []archGolden
 	readJSON(t, "testdata/archs/golden.json", &golden)
 	if len(golden) != 5 {
@@ -142,6 +163,10 @@ func TestArchGolden(t *testing.T) {
 }
 
 func TestTinychatGolden(t *testing.T) {
+	kernelSets(t, testTinychatGolden)
+}
+
+func testTinychatGolden(t *testing.T) {
 	var golden []chatGolden
 	readJSON(t, "testdata/tinychat/golden.json", &golden)
 	m := loadDir(t, "../models/tinychat")
@@ -178,11 +203,22 @@ func TestTinychatGolden(t *testing.T) {
 	}
 }
 
+// top5 returns the indices of the five largest values, largest first
+// (the lower index first on ties).
 func top5(row []float32) []int {
-	idx := make([]int, len(row))
-	for i := range idx {
-		idx[i] = i
+	best := make([]int, 0, 6)
+	for i, v := range row {
+		if len(best) == 5 && v <= row[best[4]] {
+			continue
+		}
+		j := len(best)
+		best = append(best, i)
+		for j > 0 && v > row[best[j-1]] {
+			best[j] = best[j-1]
+			j--
+		}
+		best[j] = i
+		best = best[:min(len(best), 5)]
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
-	return idx[:5]
+	return best
 }
