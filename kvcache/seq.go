@@ -1,107 +1,241 @@
-// Package kvcache holds the keys and values that attention reads back.
-//
-// A Seq is one sequence's cache. Every layer keeps, for each KV head (never
-// per query head: grouped-query attention stays grouped), its own list of
-// tokens with their keys, values and original positions, so later code can
-// keep different tokens in different heads.
 package kvcache
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+)
 
-// Head is the cache of one KV head in one layer. K and V hold Len()·dim
-// floats, token after token; Pos holds each token's original position.
-type Head struct {
-	K, V []float32
-	Pos  []int32
+// headList is one layer × KV head of a sequence: every block but the last
+// is full, and positions rise along the list.
+type headList struct {
+	blocks []*block
+	n      int // tokens
 }
 
-// Len returns the number of cached tokens.
-func (h *Head) Len() int { return len(h.Pos) }
-
-// Seq is the KV cache of one sequence.
+// Seq is the KV cache of one sequence. A Seq is used by one goroutine at a
+// time; sequences sharing blocks may live on different goroutines.
 type Seq struct {
-	layers  [][]Head // [layer][kv head]
-	headDim int
-	next    int
+	pool   *Pool
+	heads  []headList // [layer*KVHeads + head]
+	next   int
+	closed bool
 }
 
-// New returns an empty cache for a model with the given shape.
+// New returns an empty sequence on a private pool without a budget, for
+// callers that run one sequence at a time.
 func New(layers, kvHeads, headDim int) *Seq {
-	s := &Seq{layers: make([][]Head, layers), headDim: headDim}
-	for l := range s.layers {
-		s.layers[l] = make([]Head, kvHeads)
-	}
-	return s
+	return NewPool(PoolConfig{Layers: layers, KVHeads: kvHeads, HeadDim: headDim}).NewSeq()
 }
+
+// NewSeq returns an empty sequence drawing blocks from p.
+func (p *Pool) NewSeq() *Seq {
+	return &Seq{pool: p, heads: make([]headList, p.cfg.Layers*p.cfg.KVHeads)}
+}
+
+// Pool returns the pool the sequence draws from.
+func (s *Seq) Pool() *Pool { return s.pool }
 
 // Layers returns the number of layers.
-func (s *Seq) Layers() int { return len(s.layers) }
+func (s *Seq) Layers() int { return s.pool.cfg.Layers }
 
 // KVHeads returns the number of KV heads per layer.
-func (s *Seq) KVHeads() int { return len(s.layers[0]) }
+func (s *Seq) KVHeads() int { return s.pool.cfg.KVHeads }
 
 // HeadDim returns the size of one key or value vector.
-func (s *Seq) HeadDim() int { return s.headDim }
+func (s *Seq) HeadDim() int { return s.pool.cfg.HeadDim }
 
 // Next returns the position the next token will take.
 func (s *Seq) Next() int { return s.next }
 
 // Advance moves the next position on by n, once a forward pass has appended
-// n tokens to every layer.
+// n tokens to every head.
 func (s *Seq) Advance(n int) { s.next += n }
 
-// Head returns the cache of one KV head of one layer. Callers read it; only
-// Seq's methods change it.
-func (s *Seq) Head(layer, head int) *Head { return &s.layers[layer][head] }
+func (s *Seq) list(layer, head int) *headList {
+	return &s.heads[layer*s.pool.cfg.KVHeads+head]
+}
 
-// Append adds one token's key and value (each headDim floats) to one head.
+// Len returns the tokens cached in one head.
+func (s *Seq) Len(layer, head int) int { return s.list(layer, head).n }
+
+// Tokens returns the tokens cached in the fullest head.
+func (s *Seq) Tokens() int {
+	n := 0
+	for i := range s.heads {
+		n = max(n, s.heads[i].n)
+	}
+	return n
+}
+
+// Reserve makes room for n more tokens in every head, within the pool's
+// budget, so that the Appends of the next forward pass cannot fail. It
+// returns ErrBudget (wrapped) and allocates nothing when the budget is short.
+func (s *Seq) Reserve(n int) error {
+	bt := s.pool.cfg.BlockTokens
+	need := 0
+	for i := range s.heads {
+		h := &s.heads[i]
+		need += max(0, (h.n+n+bt-1)/bt-len(h.blocks))
+		if h.n%bt != 0 && s.pool.shared(h.blocks[h.n/bt]) {
+			need++ // copy-on-write of the partial last block
+		}
+	}
+	if need == 0 {
+		return nil
+	}
+	blocks, err := s.pool.alloc(need, false)
+	if err != nil {
+		return err
+	}
+	s.pool.release(blocks) // only a check: Append allocates as it goes
+	return nil
+}
+
+// Append adds one token's key and value (each HeadDim floats) to one head.
 func (s *Seq) Append(layer, head int, k, v []float32, pos int) {
-	h := &s.layers[layer][head]
-	h.K = append(h.K, k[:s.headDim]...)
-	h.V = append(h.V, v[:s.headDim]...)
-	h.Pos = append(h.Pos, int32(pos))
+	h := s.list(layer, head)
+	bt := s.pool.cfg.BlockTokens
+	i := h.n % bt
+	if i == 0 && h.n/bt == len(h.blocks) {
+		b, _ := s.pool.alloc(1, true)
+		h.blocks = append(h.blocks, b[0])
+	}
+	b := h.blocks[h.n/bt]
+	if s.pool.shared(b) {
+		b = s.cow(h, h.n/bt)
+	}
+	b.k.put(i, k)
+	b.v.put(i, v)
+	b.pos[i] = int32(pos)
+	b.n = i + 1
+	h.n++
+}
+
+// cow replaces block bi of h, shared with others, by a private copy.
+func (s *Seq) cow(h *headList, bi int) *block {
+	old := h.blocks[bi]
+	fresh, _ := s.pool.alloc(1, true)
+	b := fresh[0]
+	d := s.pool.cfg.HeadDim
+	for j := range old.n {
+		b.k.copyRow(j, &old.k, j, d)
+		b.v.copyRow(j, &old.v, j, d)
+	}
+	copy(b.pos, old.pos[:old.n])
+	b.n = old.n
+	h.blocks[bi] = b
+	s.pool.release([]*block{old})
+	return b
 }
 
 // Truncate forgets every token at position ≥ pos, in every head, and makes
-// pos the next position. It lets a new prompt that shares the first pos
-// tokens with the cached one reuse them.
+// pos the next position. A new prompt that shares its first pos tokens with
+// the cached one then reuses them.
 func (s *Seq) Truncate(pos int) error {
 	if pos < 0 || pos > s.next {
 		return fmt.Errorf("kvcache: truncate to %d outside [0, %d]", pos, s.next)
 	}
-	for l := range s.layers {
-		for hi := range s.layers[l] {
-			h := &s.layers[l][hi]
-			n := len(h.Pos)
-			for n > 0 && int(h.Pos[n-1]) >= pos {
-				n--
-			}
-			h.K, h.V, h.Pos = h.K[:n*s.headDim], h.V[:n*s.headDim], h.Pos[:n]
-		}
+	bt := s.pool.cfg.BlockTokens
+	for i := range s.heads {
+		h := &s.heads[i]
+		keep := sort.Search(h.n, func(j int) bool { return int(h.blocks[j/bt].pos[j%bt]) >= pos })
+		s.shrink(h, keep)
 	}
 	s.next = pos
 	return nil
 }
 
-// Tokens returns the number of tokens cached in the largest head.
-func (s *Seq) Tokens() int {
-	n := 0
-	for l := range s.layers {
-		for hi := range s.layers[l] {
-			n = max(n, s.layers[l][hi].Len())
+// shrink keeps the first n tokens of h.
+func (s *Seq) shrink(h *headList, n int) {
+	bt := s.pool.cfg.BlockTokens
+	nb := (n + bt - 1) / bt
+	s.pool.release(h.blocks[nb:])
+	clear(h.blocks[nb:])
+	h.blocks = h.blocks[:nb]
+	h.n = n
+	if r := n % bt; r != 0 && nb > 0 {
+		b := h.blocks[nb-1]
+		if s.pool.shared(b) {
+			b = s.cow(h, nb-1)
 		}
+		b.n = r
 	}
-	return n
 }
 
-// Bytes returns the bytes that the cached keys, values and positions take.
-func (s *Seq) Bytes() int64 {
-	var b int64
-	for l := range s.layers {
-		for hi := range s.layers[l] {
-			h := &s.layers[l][hi]
-			b += int64(len(h.K)+len(h.V))*4 + int64(len(h.Pos))*4
+// Fork returns a new sequence that shares this one's tokens at positions
+// below n (n ≤ Next()) by reference: no keys or values are copied until
+// one of the two writes into a shared block.
+func (s *Seq) Fork(n int) (*Seq, error) {
+	if n < 0 || n > s.next {
+		return nil, fmt.Errorf("kvcache: fork of %d tokens outside [0, %d]", n, s.next)
+	}
+	f := s.pool.NewSeq()
+	bt := s.pool.cfg.BlockTokens
+	for i := range s.heads {
+		h := &s.heads[i]
+		keep := sort.Search(h.n, func(j int) bool { return int(h.blocks[j/bt].pos[j%bt]) >= n })
+		nb := (keep + bt - 1) / bt
+		fh := &f.heads[i]
+		fh.blocks = append([]*block(nil), h.blocks[:nb]...)
+		s.pool.retain(fh.blocks)
+		fh.n = nb * bt
+		if nb > 0 {
+			fh.n = min(fh.n, h.n)
+		}
+		f.shrink(fh, keep)
+	}
+	f.next = n
+	return f, nil
+}
+
+// Keep retains only the tokens at the given indices (ascending, unique) of
+// one head and returns the freed blocks to the pool. It is how eviction
+// frees memory for real.
+func (s *Seq) Keep(layer, head int, idx []int) error {
+	h := s.list(layer, head)
+	for i, j := range idx {
+		if j < 0 || j >= h.n || (i > 0 && j <= idx[i-1]) {
+			return fmt.Errorf("kvcache: keep index %d at %d: indices must be ascending within [0, %d)", j, i, h.n)
 		}
 	}
-	return b
+	bt := s.pool.cfg.BlockTokens
+	nb := (len(idx) + bt - 1) / bt
+	fresh, err := s.pool.alloc(nb, true)
+	if err != nil {
+		return err
+	}
+	d := s.pool.cfg.HeadDim
+	for i, j := range idx {
+		dst, src := fresh[i/bt], h.blocks[j/bt]
+		dst.k.copyRow(i%bt, &src.k, j%bt, d)
+		dst.v.copyRow(i%bt, &src.v, j%bt, d)
+		dst.pos[i%bt] = src.pos[j%bt]
+		dst.n = i%bt + 1
+	}
+	s.pool.release(h.blocks)
+	h.blocks, h.n = fresh, len(idx)
+	return nil
+}
+
+// Release returns all of the sequence's blocks to the pool. The sequence
+// must not be used afterwards; a second Release does nothing.
+func (s *Seq) Release() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	for i := range s.heads {
+		s.pool.release(s.heads[i].blocks)
+		s.heads[i] = headList{}
+	}
+}
+
+// Bytes returns the bytes of the blocks this sequence holds (a block shared
+// with another sequence counts in both).
+func (s *Seq) Bytes() int64 {
+	n := 0
+	for i := range s.heads {
+		n += len(s.heads[i].blocks)
+	}
+	return int64(n) * s.pool.blockBytes
 }

@@ -145,6 +145,9 @@ func (m *Model) checkSteps(steps []Step) error {
 				return fmt.Errorf("model: steps %d and %d share one cache", sj, si)
 			}
 		}
+		if err := s.Cache.Reserve(len(s.Tokens)); err != nil {
+			return fmt.Errorf("model: step %d: %w", si, err)
+		}
 	}
 	return nil
 }
@@ -284,17 +287,17 @@ func (m *Model) attention(steps []Step, li, n int) {
 	maxKeys := 0
 	for _, s := range steps {
 		for g := range c.KVHeads {
-			maxKeys = max(maxKeys, s.Cache.Head(li, g).Len())
+			maxKeys = max(maxKeys, s.Cache.Len(li, g))
 		}
 	}
 	m.pool.For(n*c.Heads, 1, func(worker, lo, hi int) {
 		scores := m.pool.Scratch(worker, maxKeys)
 		for i := lo; i < hi; i++ {
 			t, hh := i/c.Heads, i%c.Heads
-			kv := steps[ws.seq[t]].Cache.Head(li, hh/group)
+			kv := steps[ws.seq[t]].Cache.View(li, hh/group)
 			q := ws.q[t*qd+hh*hd : t*qd+(hh+1)*hd]
 			dst := ws.att[t*qd+hh*hd : t*qd+(hh+1)*hd]
-			attendOne(dst, q, kv, hd, ws.pos[t], window, c.AttnScale, c.AttnSoftcap, scores)
+			attendOne(dst, q, kv, ws.pos[t], window, c.AttnScale, c.AttnSoftcap, scores)
 		}
 	})
 	m.pool.MatMul(ws.xn, ws.att, n, l.O)
@@ -309,28 +312,22 @@ func (m *Model) attention(steps []Step, li, n int) {
 
 // attendOne computes one query head's attention over a KV head's cached
 // tokens whose positions are ≤ pos (and, with a window, > pos − window).
-func attendOne(dst, q []float32, kv *kvcache.Head, hd, pos, window int, scale, softcap float32, scores []float32) {
-	nk := kv.Len()
-	s := scores[:nk]
-	for j := range nk {
-		p := int(kv.Pos[j])
-		if p > pos || (window > 0 && p <= pos-window) {
-			s[j] = float32(math.Inf(-1))
-			continue
+func attendOne(dst, q []float32, kv kvcache.View, pos, window int, scale, softcap float32, scores []float32) {
+	from := 0
+	if window > 0 {
+		from = pos - window + 1
+	}
+	lo, hi := kv.Span(from, pos)
+	s := scores[:hi-lo]
+	kv.Scores(s, q, lo, hi, scale)
+	if softcap > 0 {
+		for j, v := range s {
+			s[j] = softcap * float32(math.Tanh(float64(v/softcap)))
 		}
-		v := compute.Dot(q, kv.K[j*hd:(j+1)*hd]) * scale
-		if softcap > 0 {
-			v = softcap * float32(math.Tanh(float64(v/softcap)))
-		}
-		s[j] = v
 	}
 	compute.Softmax(s)
 	clear(dst)
-	for j, p := range s {
-		if p != 0 {
-			compute.Axpy(dst, p, kv.V[j*hd:(j+1)*hd])
-		}
-	}
+	kv.Mix(dst, s, lo, hi)
 }
 
 func (m *Model) mlp(l *Layer, n int) {

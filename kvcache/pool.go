@@ -1,0 +1,146 @@
+// Package kvcache holds the keys and values that attention reads back, in
+// fixed-size blocks drawn from a pool with a memory budget.
+//
+// Every layer of a sequence keeps, for each KV head (never per query head:
+// grouped-query attention stays grouped), its own list of blocks, so
+// different heads may keep different tokens and different counts. Blocks
+// are reference-counted: sequences that share a prefix share its blocks,
+// and a block is copied only when one of them writes into it. Dropping
+// tokens (eviction) or sequences returns blocks to the pool at once.
+package kvcache
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// DefaultBlockTokens is the number of tokens a block holds unless the pool
+// is configured otherwise; 32 matches KIVI's quantization groups.
+const DefaultBlockTokens = 32
+
+// ErrBudget is returned when the pool's memory budget cannot hold more.
+var ErrBudget = errors.New("kvcache: memory budget exhausted")
+
+// PoolConfig shapes a pool.
+type PoolConfig struct {
+	Layers, KVHeads, HeadDim int
+	// BlockTokens is the tokens per block (DefaultBlockTokens if 0).
+	BlockTokens int
+	// Budget bounds the bytes of allocated blocks; 0 means no bound.
+	Budget int64
+	// Format is how blocks store keys and values.
+	Format Format
+}
+
+// Pool hands out blocks and counts their bytes. It is safe for concurrent
+// use.
+type Pool struct {
+	cfg        PoolConfig
+	blockBytes int64
+
+	mu    sync.Mutex
+	free  []*block
+	inUse int // blocks handed out
+}
+
+// block is BlockTokens tokens of one layer × KV head.
+type block struct {
+	k, v rows
+	pos  []int32
+	n    int // tokens filled
+	refs int // sequences (or other holders) using it; guarded by Pool.mu
+}
+
+// NewPool returns a pool for a model of the given shape.
+func NewPool(cfg PoolConfig) *Pool {
+	if cfg.BlockTokens <= 0 {
+		cfg.BlockTokens = DefaultBlockTokens
+	}
+	vals := int64(cfg.BlockTokens * cfg.HeadDim)
+	return &Pool{cfg: cfg, blockBytes: 2*vals*int64(cfg.Format.bytesPerValue()) + int64(cfg.BlockTokens)*4}
+}
+
+// Config returns the pool's configuration.
+func (p *Pool) Config() PoolConfig { return p.cfg }
+
+// BlockBytes returns the bytes one block takes: keys, values and positions.
+func (p *Pool) BlockBytes() int64 { return p.blockBytes }
+
+// Stats reports the blocks handed out and, under a budget, the blocks still
+// available (−1 without a budget).
+func (p *Pool) Stats() (used, available int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse, p.availableLocked()
+}
+
+// UsedBytes returns the bytes of all blocks handed out.
+func (p *Pool) UsedBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return int64(p.inUse) * p.blockBytes
+}
+
+func (p *Pool) availableLocked() int {
+	if p.cfg.Budget <= 0 {
+		return -1
+	}
+	return max(0, int(p.cfg.Budget/p.blockBytes)-p.inUse)
+}
+
+// alloc hands out n blocks, or none and ErrBudget when the budget would be
+// exceeded (unless force).
+func (p *Pool) alloc(n int, force bool) ([]*block, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if avail := p.availableLocked(); !force && avail >= 0 && n > avail {
+		return nil, fmt.Errorf("%w: need %d blocks of %d bytes, %d free", ErrBudget, n, p.blockBytes, avail)
+	}
+	out := make([]*block, n)
+	for i := range out {
+		var b *block
+		if k := len(p.free); k > 0 {
+			b, p.free = p.free[k-1], p.free[:k-1]
+		} else {
+			vals := p.cfg.BlockTokens * p.cfg.HeadDim
+			b = &block{k: newRows(p.cfg.Format, vals), v: newRows(p.cfg.Format, vals), pos: make([]int32, p.cfg.BlockTokens)}
+		}
+		b.n, b.refs = 0, 1
+		out[i] = b
+	}
+	p.inUse += n
+	return out, nil
+}
+
+// retain adds a reference to each block.
+func (p *Pool) retain(bs []*block) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range bs {
+		b.refs++
+	}
+}
+
+// release drops a reference to each block; unreferenced blocks go back to
+// the free list.
+func (p *Pool) release(bs []*block) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range bs {
+		b.refs--
+		if b.refs == 0 {
+			p.inUse--
+			p.free = append(p.free, b)
+		} else if b.refs < 0 {
+			panic("kvcache: block released twice")
+		}
+	}
+}
+
+// shared reports whether b has other holders.
+func (p *Pool) shared(b *block) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return b.refs > 1
+}

@@ -1,0 +1,58 @@
+package kvcache
+
+import "sort"
+
+// View reads one layer × KV head of a sequence: tokens in position order,
+// their original positions, keys and values. Attention runs over a View, so
+// evicted tokens cost neither memory nor time.
+type View struct {
+	h  *headList
+	bt int
+	d  int
+}
+
+// View returns a read-only view of one head. It is valid until the
+// sequence next changes.
+func (s *Seq) View(layer, head int) View {
+	return View{h: s.list(layer, head), bt: s.pool.cfg.BlockTokens, d: s.pool.cfg.HeadDim}
+}
+
+// Len returns the number of tokens.
+func (v View) Len() int { return v.h.n }
+
+// Pos returns the original position of token j.
+func (v View) Pos(j int) int { return int(v.h.blocks[j/v.bt].pos[j%v.bt]) }
+
+// Key widens token j's key into dst.
+func (v View) Key(j int, dst []float32) { v.h.blocks[j/v.bt].k.get(j%v.bt, dst[:v.d]) }
+
+// Value widens token j's value into dst.
+func (v View) Value(j int, dst []float32) { v.h.blocks[j/v.bt].v.get(j%v.bt, dst[:v.d]) }
+
+// Span returns the token range [lo, hi) whose positions p satisfy
+// from ≤ p ≤ to.
+func (v View) Span(from, to int) (lo, hi int) {
+	lo = sort.Search(v.h.n, func(j int) bool { return v.Pos(j) >= from })
+	hi = sort.Search(v.h.n, func(j int) bool { return v.Pos(j) > to })
+	return lo, max(lo, hi)
+}
+
+// Scores sets dst[j−lo] = scale · q·key(j) for tokens j in [lo, hi).
+func (v View) Scores(dst, q []float32, lo, hi int, scale float32) {
+	for lo < hi {
+		bi, off := lo/v.bt, lo%v.bt
+		end := min(hi-lo, v.bt-off)
+		v.h.blocks[bi].k.scores(dst[:end], q, off, off+end, scale)
+		dst, lo = dst[end:], lo+end
+	}
+}
+
+// Mix adds Σ p[j−lo]·value(j) over tokens j in [lo, hi) to out.
+func (v View) Mix(out, p []float32, lo, hi int) {
+	for lo < hi {
+		bi, off := lo/v.bt, lo%v.bt
+		end := min(hi-lo, v.bt-off)
+		v.h.blocks[bi].v.mix(out, p[:end], off, off+end)
+		p, lo = p[end:], lo+end
+	}
+}
