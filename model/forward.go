@@ -41,6 +41,9 @@ type Step struct {
 	// Logits receives Output.rows(len(Tokens)) vocab-sized rows, reused by
 	// the next pass.
 	Logits []float32
+	// Observe, if set, records queries and attention statistics for
+	// KV-cache compression.
+	Observe *Observer
 }
 
 // workspace holds the activations of one pass, reused between calls.
@@ -79,7 +82,11 @@ func (ws *workspace) ensure(c *Config, n, tables int) {
 // vocab-sized row per requested position. The returned slice is reused by
 // the next call.
 func (m *Model) Forward(cache *kvcache.Seq, tokens []int, out Output) ([]float32, error) {
-	steps := []Step{{Cache: cache, Tokens: tokens, Output: out}}
+	return m.forward(cache, tokens, out, nil)
+}
+
+func (m *Model) forward(cache *kvcache.Seq, tokens []int, out Output, obs *Observer) ([]float32, error) {
+	steps := []Step{{Cache: cache, Tokens: tokens, Output: out, Observe: obs}}
 	if err := m.checkSteps(steps); err != nil {
 		return nil, err
 	}
@@ -100,7 +107,7 @@ func (m *Model) Forward(cache *kvcache.Seq, tokens []int, out Output) ([]float32
 		case out == LastLogits && end == len(tokens):
 			chunkOut, dst = LastLogits, logits
 		}
-		steps[0] = Step{Cache: cache, Tokens: tokens[start:end], Output: chunkOut, Logits: dst}
+		steps[0] = Step{Cache: cache, Tokens: tokens[start:end], Output: chunkOut, Logits: dst, Observe: obs}
 		m.pass(steps)
 	}
 	return logits, nil
@@ -178,8 +185,15 @@ func (m *Model) pass(steps []Step) {
 		}
 	}
 	m.ropeRows(n)
+	observed := false
+	for _, s := range steps {
+		observed = observed || s.Observe != nil
+	}
 	for i := range m.Layers {
-		m.attention(steps, i, n)
+		if observed {
+			m.recordHidden(steps, i, n)
+		}
+		m.attention(steps, i, n, observed)
 		m.mlp(&m.Layers[i], n)
 	}
 	t = 0
@@ -240,7 +254,7 @@ func applyRope(x, cs, sn []float32) {
 	}
 }
 
-func (m *Model) attention(steps []Step, li, n int) {
+func (m *Model) attention(steps []Step, li, n int, observed bool) {
 	c := m.Config
 	l := &m.Layers[li]
 	ws := &m.ws
@@ -267,7 +281,12 @@ func (m *Model) attention(steps []Step, li, n int) {
 			if l.QNorm != nil {
 				compute.RMSNorm(qh, qh, l.QNorm, c.RMSNormEps, c.NormAddOne)
 			}
-			applyRope(qh, cs, sn)
+		}
+		if observed {
+			m.recordPreRope(steps, li, t, q)
+		}
+		for hh := range c.Heads {
+			applyRope(q[hh*hd:(hh+1)*hd], cs, sn)
 		}
 		cache := steps[ws.seq[t]].Cache
 		for g := range c.KVHeads {
@@ -278,6 +297,10 @@ func (m *Model) attention(steps []Step, li, n int) {
 			applyRope(kh, cs, sn)
 			cache.Append(li, g, kh, v[g*hd:(g+1)*hd], ws.pos[t])
 		}
+	}
+	if observed {
+		m.recordQueries(steps, li, n)
+		m.recordAttention(steps, li, n)
 	}
 	window := 0
 	if c.Sliding[li] {
