@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/tokenizer/chat"
 )
 
@@ -20,6 +23,12 @@ type AccuracyOptions struct {
 	MaxNewTokens int
 	// Progress, if set, receives a progress bar.
 	Progress io.Writer
+	// Press, if set, compresses each record's context once it is prefilled,
+	// before the question is seen (query-agnostic, as SCBench and kvpress's
+	// benchmark do).
+	Press *press.Press
+	// Format is how the KV cache stores keys and values.
+	Format kvcache.Format
 }
 
 // RecordResult is the outcome of one turn of one record.
@@ -46,12 +55,16 @@ type Run struct {
 	// KVBytes is the mean KV-cache size at the end of prefill, as stored.
 	KVBytes int64 `json:"kv_bytes"`
 	// FullKVBytes is the mean size a bf16 cache of the same tokens takes.
-	FullKVBytes int64          `json:"full_kv_bytes"`
-	Correct     int            `json:"correct"`
-	Total       int            `json:"total"`
-	Skipped     int            `json:"skipped"`
-	Seconds     float64        `json:"seconds"`
-	Records     []RecordResult `json:"records"`
+	FullKVBytes int64 `json:"full_kv_bytes"`
+	// KVFormat is how the cache stored keys and values.
+	KVFormat string `json:"kv_format"`
+	// CompressSeconds is the total time spent compressing.
+	CompressSeconds float64        `json:"compress_seconds"`
+	Correct         int            `json:"correct"`
+	Total           int            `json:"total"`
+	Skipped         int            `json:"skipped"`
+	Seconds         float64        `json:"seconds"`
+	Records         []RecordResult `json:"records"`
 }
 
 // Report is what `kvserve bench accuracy --out` writes.
@@ -97,14 +110,18 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, opt Accuracy
 	for _, r := range recs {
 		total += turnsOf(&r, opt.Turns)
 	}
-	run := &Run{Press: "none"}
+	run := &Run{Press: "none", KVFormat: opt.Format.String()}
+	if opt.Press != nil {
+		run.Press, run.Ratio = opt.Press.Name, opt.Press.Ratio
+	}
+	pool := b.Net.NewPool(0, opt.Format)
 	bar := newProgress(opt.Progress, total)
 	start := time.Now()
 	var kvSum, fullSum int64
 	measured := 0
 	for ri := range recs {
 		r := &recs[ri]
-		cache := b.Net.NewCache()
+		cache := pool.NewSeq()
 		var prev []int
 		for k := 1; k <= turnsOf(r, opt.Turns); k++ {
 			text, err := b.ChatPrompt(TurnMessages(r, k))
@@ -123,6 +140,13 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, opt Accuracy
 			}
 			if err := cache.Truncate(commonPrefix(prev, ids)); err != nil {
 				return nil, err
+			}
+			if k == 1 && opt.Press != nil {
+				t0 := time.Now()
+				if err := compressContext(ctx, b, cache, r, text, ids, opt.Press); err != nil {
+					return nil, fmt.Errorf("record %s: %w", r.ID, err)
+				}
+				run.CompressSeconds += time.Since(t0).Seconds()
 			}
 			out, err := b.Generate(ctx, cache, engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}, nil)
 			if err != nil {
@@ -145,6 +169,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, opt Accuracy
 			run.Records = append(run.Records, res)
 			bar.step(run.Correct)
 		}
+		cache.Release()
 	}
 	bar.done()
 	if measured > 0 {
@@ -153,6 +178,28 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, opt Accuracy
 	}
 	run.Seconds = time.Since(start).Seconds()
 	return run, nil
+}
+
+// compressContext prefills the prompt up to the end of the record's
+// context (the question unseen), recording what the press needs, and
+// compresses the cache. The rest of the prompt is left to Generate.
+func compressContext(ctx context.Context, b *engine.Bundle, cache *kvcache.Seq, r *Record, text string, ids []int, p *press.Press) error {
+	end := strings.Index(text, r.Context)
+	if end < 0 {
+		return fmt.Errorf("context not found in the rendered prompt")
+	}
+	split := commonPrefix(b.Tokenizer.Encode(text[:end+len(r.Context)]), ids)
+	if split <= cache.Next() {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	obs := p.Observer(cache.Next(), split-cache.Next())
+	if _, err := b.Net.ForwardObserved(cache, ids[cache.Next():split], model.NoLogits, obs); err != nil {
+		return err
+	}
+	return p.Apply(b.Net, cache, obs)
 }
 
 func turnsOf(r *Record, limit int) int {
@@ -209,7 +256,7 @@ func (run *Run) Table(w io.Writer) {
 		}
 		return a.turn < b.turn
 	})
-	fmt.Fprintf(w, "press %s, ratio %.3g\n", run.Press, run.Ratio)
+	fmt.Fprintf(w, "press %s, ratio %.3g, kv format %s\n", run.Press, run.Ratio, run.KVFormat)
 	fmt.Fprintf(w, "%-18s %7s %5s %9s %8s\n", "task", "length", "turn", "correct", "skipped")
 	for _, k := range keys {
 		c := cells[k]

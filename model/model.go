@@ -233,3 +233,14 @@ func newRopeTable(r Rope, headDim int) *ropeTable {
 	}
 	return t
 }
+
+// RopeInvFreq returns the RoPE inverse frequencies of layer l (one per pair
+// of dimensions), for methods that rotate queries themselves.
+func (m *Model) RopeInvFreq(l int) []float32 { return m.ropes[m.Layers[l].ropeIndex].invFreq }
+
+// NewPool returns a KV block pool shaped for this model, storing keys and
+// values in the given format under a byte budget (0: none).
+func (m *Model) NewPool(budget int64, format kvcache.Format) *kvcache.Pool {
+	c := m.Config
+	return kvcache.NewPool(kvcache.PoolConfig{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Budget: budget, Format: format})
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/kvserve/kvserve/bench"
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/press"
 )
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {
@@ -53,11 +55,39 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	turns := fs.Int("turns", 0, "turns per record (0: all)")
 	out := fs.String("out", "", "write the results as JSON to this file")
 	threads := fs.Int("threads", 0, "worker threads (0: one per CPU)")
+	presses := fs.String("press", "none", "comma-separated compression methods ("+strings.Join(press.Names(), ", ")+"); none = full cache")
+	ratios := fs.String("ratio", "0.5", "comma-separated fractions of the KV cache to remove")
+	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *data == "" {
 		return usageError{"--data is required"}
+	}
+	format, err := kvcache.ParseFormat(*kvFormat)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	type config struct {
+		press *press.Press
+	}
+	var configs []config
+	for _, name := range splitList(*presses) {
+		if name == "none" {
+			configs = append(configs, config{})
+			continue
+		}
+		for _, rs := range splitList(*ratios) {
+			ratio, err := strconv.ParseFloat(rs, 64)
+			if err != nil || ratio <= 0 || ratio >= 1 {
+				return usageError{fmt.Sprintf("--ratio: %q is not a fraction in (0, 1)", rs)}
+			}
+			p, err := press.New(name, ratio)
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			configs = append(configs, config{press: p})
+		}
 	}
 	var lens []int
 	for _, f := range splitList(*lengths) {
@@ -84,13 +114,17 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	defer b.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	run, err := bench.Accuracy(ctx, b, recs, bench.AccuracyOptions{Turns: *turns, Progress: stderr})
-	if err != nil {
-		return err
+	rep := bench.Report{Model: b.Name, Data: *data}
+	for _, c := range configs {
+		run, err := bench.Accuracy(ctx, b, recs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Press: c.press, Format: format})
+		if err != nil {
+			return err
+		}
+		run.Table(stdout)
+		fmt.Fprintln(stdout)
+		rep.Runs = append(rep.Runs, run)
 	}
-	run.Table(stdout)
 	if *out != "" {
-		rep := bench.Report{Model: b.Name, Data: *data, Runs: []*bench.Run{run}}
 		buf, err := json.MarshalIndent(rep, "", " ")
 		if err != nil {
 			return err
