@@ -23,10 +23,6 @@ type AccuracyOptions struct {
 	MaxNewTokens int
 	// Progress, if set, receives a progress bar.
 	Progress io.Writer
-	// Press, if set, compresses each record's context once it is prefilled,
-	// before the question is seen (query-agnostic, as SCBench and kvpress's
-	// benchmark do).
-	Press *press.Press
 	// Format is how the KV cache stores keys and values.
 	Format kvcache.Format
 }
@@ -97,31 +93,43 @@ func TurnMessages(r *Record, k int) []chat.Message {
 }
 
 // Accuracy asks every selected turn of every record with greedy decoding
-// and scores exact matches after trimming white space. Each record's cache
-// is kept across its turns: a later turn computes only the tokens its
-// prompt adds.
-func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, opt AccuracyOptions) (*Run, error) {
+// and scores exact matches after trimming white space, once per press
+// (a nil press is the full cache), returning one Run per press.
+//
+// A record's context is prefilled once, recording what every press needs;
+// each press then works on its own fork of that cache (blocks shared by
+// reference, so forks cost no copy), compressing it before the question is
+// seen. Each fork is kept across the record's turns: a later turn computes
+// only the tokens its prompt adds.
+func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*press.Press, opt AccuracyOptions) ([]*Run, error) {
 	if opt.MaxNewTokens <= 0 {
 		opt.MaxNewTokens = 40
+	}
+	if len(presses) == 0 {
+		presses = []*press.Press{nil}
 	}
 	cfg := b.Net.Config
 	bf16PerToken := int64(2 * cfg.Layers * cfg.KVHeads * cfg.HeadDim * 2)
 	total := 0
 	for _, r := range recs {
-		total += turnsOf(&r, opt.Turns)
+		total += turnsOf(&r, opt.Turns) * len(presses)
 	}
-	run := &Run{Press: "none", KVFormat: opt.Format.String()}
-	if opt.Press != nil {
-		run.Press, run.Ratio = opt.Press.Name, opt.Press.Ratio
+	runs := make([]*Run, len(presses))
+	for i, p := range presses {
+		runs[i] = &Run{Press: "none", KVFormat: opt.Format.String()}
+		if p != nil {
+			runs[i].Press, runs[i].Ratio = p.Name, p.Ratio
+		}
 	}
+	kvSum := make([]int64, len(presses))
+	fullSum := make([]int64, len(presses))
 	pool := b.Net.NewPool(0, opt.Format)
 	bar := newProgress(opt.Progress, total)
 	start := time.Now()
-	var kvSum, fullSum int64
-	measured := 0
+	correct := 0
 	for ri := range recs {
 		r := &recs[ri]
-		cache := pool.NewSeq()
+		var caches []*kvcache.Seq
 		var prev []int
 		for k := 1; k <= turnsOf(r, opt.Turns); k++ {
 			text, err := b.ChatPrompt(TurnMessages(r, k))
@@ -129,77 +137,108 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, opt Accuracy
 				return nil, fmt.Errorf("record %s: %w", r.ID, err)
 			}
 			ids := b.Tokenizer.Encode(text)
-			res := RecordResult{ID: r.ID, Task: r.Task, TargetTokens: r.TargetTokens, Turn: k,
+			base := RecordResult{ID: r.ID, Task: r.Task, TargetTokens: r.TargetTokens, Turn: k,
 				Expected: strings.TrimSpace(r.Turns[k-1].Answer), PromptTokens: len(ids)}
 			if len(ids) >= b.ContextLength() {
-				res.Skipped = true
-				run.Skipped++
-				run.Records = append(run.Records, res)
-				bar.step(run.Correct)
+				base.Skipped = true
+				for _, run := range runs {
+					run.Skipped++
+					run.Records = append(run.Records, base)
+					bar.step(correct)
+				}
 				continue
 			}
-			if err := cache.Truncate(commonPrefix(prev, ids)); err != nil {
-				return nil, err
-			}
-			if k == 1 && opt.Press != nil {
-				t0 := time.Now()
-				if err := compressContext(ctx, b, cache, r, text, ids, opt.Press); err != nil {
+			if caches == nil {
+				if caches, err = prefillContext(ctx, b, pool, r, text, ids, presses, runs); err != nil {
 					return nil, fmt.Errorf("record %s: %w", r.ID, err)
 				}
-				run.CompressSeconds += time.Since(t0).Seconds()
 			}
-			out, err := b.Generate(ctx, cache, engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}, nil)
-			if err != nil {
-				return nil, fmt.Errorf("record %s turn %d: %w", r.ID, k, err)
+			for i, cache := range caches {
+				if k > 1 {
+					if err := cache.Truncate(commonPrefix(prev, ids)); err != nil {
+						return nil, err
+					}
+				}
+				out, err := b.Generate(ctx, cache, engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}, nil)
+				if err != nil {
+					return nil, fmt.Errorf("record %s turn %d: %w", r.ID, k, err)
+				}
+				if err := cache.Truncate(len(ids)); err != nil {
+					return nil, err
+				}
+				res := base
+				res.Answer = strings.TrimSpace(b.Tokenizer.Decode(out.Output))
+				res.Correct = res.Answer == res.Expected
+				res.KVBytes = out.PrefillCacheBytes
+				kvSum[i] += out.PrefillCacheBytes
+				fullSum[i] += int64(len(ids)) * bf16PerToken
+				run := runs[i]
+				run.Total++
+				if res.Correct {
+					run.Correct++
+					correct++
+				}
+				run.Records = append(run.Records, res)
+				bar.step(correct)
 			}
 			prev = ids
-			if err := cache.Truncate(len(ids)); err != nil {
-				return nil, err
-			}
-			res.Answer = strings.TrimSpace(b.Tokenizer.Decode(out.Output))
-			res.Correct = res.Answer == res.Expected
-			res.KVBytes = out.PrefillCacheBytes
-			kvSum += out.PrefillCacheBytes
-			fullSum += int64(len(ids)) * bf16PerToken
-			measured++
-			run.Total++
-			if res.Correct {
-				run.Correct++
-			}
-			run.Records = append(run.Records, res)
-			bar.step(run.Correct)
 		}
-		cache.Release()
+		for _, c := range caches {
+			c.Release()
+		}
 	}
 	bar.done()
-	if measured > 0 {
-		run.KVBytes = kvSum / int64(measured)
-		run.FullKVBytes = fullSum / int64(measured)
+	for i, run := range runs {
+		if run.Total > 0 {
+			run.KVBytes = kvSum[i] / int64(run.Total)
+			run.FullKVBytes = fullSum[i] / int64(run.Total)
+		}
+		run.Seconds = time.Since(start).Seconds()
 	}
-	run.Seconds = time.Since(start).Seconds()
-	return run, nil
+	return runs, nil
 }
 
-// compressContext prefills the prompt up to the end of the record's
-// context (the question unseen), recording what the press needs, and
-// compresses the cache. The rest of the prompt is left to Generate.
-func compressContext(ctx context.Context, b *engine.Bundle, cache *kvcache.Seq, r *Record, text string, ids []int, p *press.Press) error {
+// prefillContext prefills the first turn's prompt up to the end of the
+// record's context (the question unseen), recording what the presses need,
+// and returns one fork of that cache per press, compressed by it.
+func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r *Record, text string, ids []int, presses []*press.Press, runs []*Run) ([]*kvcache.Seq, error) {
 	end := strings.Index(text, r.Context)
 	if end < 0 {
-		return fmt.Errorf("context not found in the rendered prompt")
+		return nil, fmt.Errorf("context not found in the rendered prompt")
 	}
 	split := commonPrefix(b.Tokenizer.Encode(text[:end+len(r.Context)]), ids)
-	if split <= cache.Next() {
-		return nil
-	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	obs := p.Observer(cache.Next(), split-cache.Next())
-	if _, err := b.Net.ForwardObserved(cache, ids[cache.Next():split], model.NoLogits, obs); err != nil {
-		return err
+	base := pool.NewSeq()
+	defer base.Release()
+	var obs *model.Observer
+	if split > 0 {
+		obs = press.Observer(presses, 0, split)
+		if _, err := b.Net.ForwardObserved(base, ids[:split], model.NoLogits, obs); err != nil {
+			return nil, err
+		}
 	}
-	return p.Apply(b.Net, cache, obs)
+	caches := make([]*kvcache.Seq, len(presses))
+	for i, p := range presses {
+		c, err := base.Fork(split)
+		if err != nil {
+			return nil, err
+		}
+		caches[i] = c
+		if p != nil {
+			t0 := time.Now()
+			err = p.Apply(b.Net, c, obs)
+			runs[i].CompressSeconds += time.Since(t0).Seconds()
+		}
+		if err != nil {
+			for _, c := range caches[:i+1] {
+				c.Release()
+			}
+			return nil, err
+		}
+	}
+	return caches, nil
 }
 
 func turnsOf(r *Record, limit int) int {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/press"
 )
 
 // TestAccuracyMatchesReference runs the harness on two short records, both
@@ -28,10 +30,11 @@ func TestAccuracyMatchesReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	run, err := Accuracy(context.Background(), b, recs, AccuracyOptions{Turns: 2})
+	runs, err := Accuracy(context.Background(), b, recs, nil, AccuracyOptions{Turns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
+	run := runs[0]
 	if len(run.Records) != 4 || run.Total != 4 {
 		t.Fatalf("%d records, total %d; want 2 records × 2 turns", len(run.Records), run.Total)
 	}
@@ -51,6 +54,60 @@ func TestAccuracyMatchesReference(t *testing.T) {
 	run.Table(&sb)
 	if !strings.Contains(sb.String(), "niah_multikey") {
 		t.Errorf("table lacks a task row:\n%s", sb.String())
+	}
+}
+
+// TestPressesShareThePrefill runs the full cache and two presses over one
+// prefill and checks their answers against kvpress's, and that the
+// compressed caches hold about half the bytes.
+func TestPressesShareThePrefill(t *testing.T) {
+	recs, err := ReadRecords("testdata/dev.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = Filter(recs, []string{"niah_single"}, []int{1000}, 2)
+	pool := compute.NewPool(0)
+	defer pool.Close()
+	b, err := engine.Open("", pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var presses []*press.Press
+	for _, name := range []string{"", "keydiff", "streaming_llm"} {
+		if name == "" {
+			presses = append(presses, nil)
+			continue
+		}
+		p, err := press.New(name, 0.5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		presses = append(presses, p)
+	}
+	runs, err := Accuracy(context.Background(), b, recs, presses, AccuracyOptions{Turns: 1, Format: kvcache.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := ReadReference("testdata/kvpress-dev.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range runs {
+		both, same, diffs := CompareAnswers(run, ref)
+		if both != 2 || same != 2 {
+			t.Errorf("%s: %d of %d answers match kvpress: %+v", run.Press, same, both, diffs)
+		}
+		ratio := float64(run.KVBytes) / float64(run.FullKVBytes)
+		want := 1.0
+		if run.Press != "none" {
+			want = 0.5
+		}
+		// bf16 storage: bytes/full ≈ 1 − ratio, plus positions and partly
+		// filled blocks.
+		if ratio < want || ratio > want+0.06 {
+			t.Errorf("%s: KV bytes %.3f of full, want about %.2f", run.Press, ratio, want)
+		}
 	}
 }
 

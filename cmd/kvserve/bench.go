@@ -68,13 +68,10 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	type config struct {
-		press *press.Press
-	}
-	var configs []config
+	var configs []*press.Press
 	for _, name := range splitList(*presses) {
 		if name == "none" {
-			configs = append(configs, config{})
+			configs = append(configs, nil)
 			continue
 		}
 		for _, rs := range splitList(*ratios) {
@@ -86,7 +83,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return usageError{err.Error()}
 			}
-			configs = append(configs, config{press: p})
+			configs = append(configs, p)
 		}
 	}
 	var lens []int
@@ -114,15 +111,14 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	defer b.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	rep := bench.Report{Model: b.Name, Data: *data}
-	for _, c := range configs {
-		run, err := bench.Accuracy(ctx, b, recs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Press: c.press, Format: format})
-		if err != nil {
-			return err
-		}
+	runs, err := bench.Accuracy(ctx, b, recs, configs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Format: format})
+	if err != nil {
+		return err
+	}
+	rep := bench.Report{Model: b.Name, Data: *data, Runs: runs}
+	for _, run := range runs {
 		run.Table(stdout)
 		fmt.Fprintln(stdout)
-		rep.Runs = append(rep.Runs, run)
 	}
 	if *out != "" {
 		buf, err := json.MarshalIndent(rep, "", " ")

@@ -6,15 +6,16 @@ import (
 	"github.com/kvserve/kvserve/compute"
 )
 
-// windowAttention returns, for query head hh, the attention of each
-// recorded window query (post-RoPE) over head g's tokens, causal by
+// windowAttention returns, for query head hh, the attention of each of the
+// last win recorded queries (post-RoPE) over head g's tokens, causal by
 // original position: probs[w][j]. It is the shared core of SnapKV, TOVA
 // and their relatives.
-func windowAttention(s *State, hh int) [][]float32 {
+func windowAttention(s *State, hh, win int) [][]float32 {
 	g := hh / (s.Heads / s.KVHeads)
 	d := s.HeadDim
 	q := s.Obs.Queries[s.Layer]
-	win := len(q) / (s.Heads * d)
+	win = min(win, len(q)/(s.Heads*d))
+	q = q[len(q)-win*s.Heads*d:]
 	n := s.Tokens(g)
 	out := make([][]float32, win)
 	// The window is the last win positions recorded; its positions are

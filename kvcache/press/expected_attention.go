@@ -34,7 +34,7 @@ func (p ExpectedAttention) Score(s *State) [][]float32 {
 	half := d / 2
 	qs := s.Obs.QueriesPre[s.Layer]
 	nq := len(qs) / (s.Heads * d)
-	n := s.Tokens(0)
+	n := s.Tokens(0) // the prompt's length: its queries were all recorded
 	// Average rotation over the next Future positions.
 	cbar, sbar := make([]float64, half), make([]float64, half)
 	for i, f := range s.InvFreq {

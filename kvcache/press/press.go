@@ -80,16 +80,34 @@ type Press struct {
 	Ratio float64
 }
 
-// Observer returns the Observer a forward pass over positions
-// [from, from+n) must fill for this press, or nil when it needs nothing.
-func (p *Press) Observer(from, n int) *model.Observer {
-	need := p.Scorer.Needs()
-	if need.Window == 0 && !need.PreRope && !need.Hidden && !need.Attention {
-		return nil
+// Observer returns an Observer that records, over a forward pass of the
+// positions [from, from+n), what all the given presses need (nil presses
+// are skipped), or nil when none needs anything.
+func Observer(presses []*Press, from, n int) *model.Observer {
+	var o *model.Observer
+	window := 0
+	for _, p := range presses {
+		if p == nil {
+			continue
+		}
+		need := p.Scorer.Needs()
+		if need.Window == 0 && !need.PreRope && !need.Hidden && !need.Attention {
+			continue
+		}
+		if o == nil {
+			o = &model.Observer{From: from + n}
+		}
+		o.PreRope = o.PreRope || need.PreRope
+		o.Hidden = o.Hidden || need.Hidden
+		o.Attention = o.Attention || need.Attention
+		if need.Window < 0 {
+			window = n
+		} else {
+			window = max(window, need.Window)
+		}
 	}
-	o := &model.Observer{From: from, PreRope: need.PreRope, Hidden: need.Hidden, Attention: need.Attention}
-	if need.Window > 0 {
-		o.From = from + max(0, n-need.Window)
+	if o != nil {
+		o.From = from + max(0, n-window)
 	}
 	return o
 }

@@ -21,14 +21,14 @@ func (p SnapKV) Score(s *State) [][]float32 {
 	out := make([][]float32, s.KVHeads)
 	for g := range out {
 		n := s.Tokens(g)
-		win := len(s.Obs.Queries[s.Layer]) / (s.Heads * s.HeadDim)
+		win := min(p.Window, len(s.Obs.Queries[s.Layer])/(s.Heads*s.HeadDim))
 		if n <= win {
 			out[g] = make([]float32, n) // nothing outside the window to judge
 			continue
 		}
 		acc := make([]float32, n-win)
 		for hh := g * group; hh < (g+1)*group; hh++ {
-			probs := windowAttention(s, hh)
+			probs := windowAttention(s, hh, win)
 			head := make([]float32, n-win)
 			for _, row := range probs {
 				for j := range head {

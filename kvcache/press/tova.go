@@ -16,7 +16,7 @@ func (TOVA) Score(s *State) [][]float32 {
 	n := s.Tokens(0)
 	mean := make([]float32, n)
 	for hh := range s.Heads {
-		row := windowAttention(s, hh)[0]
+		row := windowAttention(s, hh, 1)[0]
 		for j := range mean {
 			mean[j] += row[j] / float32(s.Heads)
 		}
