@@ -27,6 +27,29 @@ type kernelSet struct {
 	// d[r] = Σ_{i<k} bf16(w[r·ldw+i])·x[i] for r < len(d), widening the
 	// bfloat16 weights on the fly.
 	dotBF16 func(d []float32, w []uint16, ldw int, x []float32, k int)
+
+	// expSum sets dst[i] = exp(src[i] − m) and returns Σ dst[i].
+	expSum func(dst, src []float32, m float32) float32
+	// maxF32 returns the largest element of a non-empty slice.
+	maxF32 func(x []float32) float32
+	// scal sets x[i] *= a.
+	scal func(x []float32, a float32)
+
+	// Attention blocks; see the exported functions in attention.go. d is
+	// the row length; rows of k and v are contiguous (stride d).
+	scores       func(dst, q, k []float32, scale float32)
+	scoresBF16   func(dst, q []float32, k []uint16, scale float32)
+	scoresMulti  func(dst []float32, ldDst int, q []float32, nq, d int, k []float32, rows int, scale float32)
+	mixRows      func(out, p, v []float32)
+	mixRowsBF16  func(out, p []float32, v []uint16)
+	mixRowsMulti func(out []float32, ldOut int, p []float32, ldP, nq, d int, v []float32, rows int)
+
+	// dotQ8 sets d[r] = Σ_{i<k} w_r[i]·x[i] for r < len(d), where w holds
+	// len(d) Q8_0 rows of k elements (k a multiple of 32), dequantizing on
+	// the fly.
+	dotQ8 func(d []float32, w []byte, x []float32, k int)
+	// q8ToF32 dequantizes len(dst)/32 Q8_0 blocks of src into dst.
+	q8ToF32 func(dst []float32, src []byte)
 }
 
 var generic = kernelSet{
@@ -39,6 +62,20 @@ var generic = kernelSet{
 	gemmR:     1,
 	gemmT:     4,
 	dotBF16:   dotBF16Generic,
+
+	expSum: expSumGeneric,
+	maxF32: maxGeneric,
+	scal:   scalGeneric,
+
+	scores:       scoresGeneric,
+	scoresBF16:   scoresBF16Generic,
+	scoresMulti:  scoresMultiGeneric,
+	mixRows:      mixRowsGeneric,
+	mixRowsBF16:  mixRowsBF16Generic,
+	mixRowsMulti: mixRowsMultiGeneric,
+
+	dotQ8:   dotQ8Generic,
+	q8ToF32: q8ToF32Generic,
 }
 
 // kernels is the set in use, chosen once at start-up.
@@ -154,27 +191,6 @@ func RMSNorm(dst, x, w []float32, eps float32, addOne bool) {
 	}
 	for i, v := range x {
 		dst[i] = w[i] * (v * inv)
-	}
-}
-
-// Softmax replaces x with exp(x - max) / Σ exp(x - max).
-func Softmax(x []float32) {
-	if len(x) == 0 {
-		return
-	}
-	m := x[0]
-	for _, v := range x[1:] {
-		m = max(m, v)
-	}
-	var sum float32
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
-		x[i] = e
-		sum += e
-	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
 	}
 }
 

@@ -36,9 +36,25 @@ var avx2 = kernelSet{
 	gemmR:     3,
 	gemmT:     4,
 	dotBF16:   dotBF16RowsAVX2Go,
+
+	expSum: expSumAVX2Go,
+	maxF32: maxAVX2Go,
+	scal:   scalAVX2Go,
+
+	scores:       scoresAVX2Go,
+	scoresBF16:   scoresBF16AVX2Go,
+	scoresMulti:  scoresMultiAVX2Go,
+	mixRows:      mixRowsAVX2Go,
+	mixRowsBF16:  mixRowsBF16AVX2Go,
+	mixRowsMulti: mixRowsMultiAVX2Go,
+
+	dotQ8:   dotQ8AVX2Go,
+	q8ToF32: q8ToF32AVX2Go,
 }
 
-func hasAVX2() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA }
+// hasAVX2 reports whether the avx2 set runs here: it also uses F16C, which
+// every AVX2 CPU has.
+func hasAVX2() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C }
 
 func bestKernels() kernelSet {
 	if hasAVX2() {

@@ -17,6 +17,7 @@ type DType uint8
 const (
 	F32  DType = iota // 32-bit IEEE floats
 	BF16              // bfloat16: the top 16 bits of a float32
+	Q8_0              // ggml Q8_0: blocks of 32 int8 with one float16 scale
 )
 
 // String returns the type's short name, such as "bf16".
@@ -26,6 +27,8 @@ func (d DType) String() string {
 		return "f32"
 	case BF16:
 		return "bf16"
+	case Q8_0:
+		return "q8_0"
 	}
 	return fmt.Sprintf("dtype(%d)", d)
 }
@@ -37,6 +40,9 @@ type Mat struct {
 	DType      DType
 	F32        []float32 // when DType == F32
 	BF16       []uint16  // when DType == BF16
+	// Q8 holds the raw ggml blocks of a Q8_0 matrix, row after row: see
+	// NewQ8_0.
+	Q8 []byte
 }
 
 // Bytes returns the storage size of the matrix.
@@ -44,6 +50,8 @@ func (m *Mat) Bytes() int64 {
 	switch m.DType {
 	case BF16:
 		return int64(len(m.BF16)) * 2
+	case Q8_0:
+		return int64(len(m.Q8))
 	}
 	return int64(len(m.F32)) * 4
 }
@@ -53,6 +61,9 @@ func (m *Mat) Row(i int, dst []float32) {
 	switch m.DType {
 	case BF16:
 		BF16ToF32(dst[:m.Cols], m.BF16[i*m.Cols:(i+1)*m.Cols])
+	case Q8_0:
+		rb := q8RowBytes(m.Cols)
+		kernels.q8ToF32(dst[:m.Cols], m.Q8[i*rb:(i+1)*rb])
 	default:
 		copy(dst[:m.Cols], m.F32[i*m.Cols:(i+1)*m.Cols])
 	}
@@ -129,7 +140,18 @@ func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
 	if len(x) < n*cols || len(y) < n*rows {
 		panic(fmt.Sprintf("compute.MatMul: x has %d floats, y %d, for %d × %d·%d", len(x), len(y), n, rows, cols))
 	}
-	if (w.DType == BF16 && len(w.BF16) < rows*cols) || (w.DType != BF16 && len(w.F32) < rows*cols) {
+	var short bool
+	switch w.DType {
+	case F32:
+		short = len(w.F32) < rows*cols
+	case BF16:
+		short = len(w.BF16) < rows*cols
+	case Q8_0:
+		short = cols%Q8Block != 0 || len(w.Q8) < rows*q8RowBytes(cols)
+	default:
+		panic(fmt.Sprintf("compute.MatMul: unknown %v", w.DType))
+	}
+	if short {
 		panic(fmt.Sprintf("compute.MatMul: %v matrix of %d × %d has too few weights", w.DType, rows, cols))
 	}
 	if n <= 0 || rows <= 0 {
@@ -140,7 +162,7 @@ func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
 		return
 	}
 	block := ks.gemmR
-	if w.DType == BF16 && n < ks.gemmT {
+	if w.DType != F32 && n < ks.gemmT {
 		block = 16
 	}
 	grain := max(1, 4096/max(1, cols*n)) // rows; keep tiny products on one thread
@@ -159,15 +181,20 @@ func (p *Pool) runMatMul(worker, blo, bhi int) {
 	ks, w, n, x, y := j.ks, j.w, j.n, j.x, j.y
 	rows, cols := w.Rows, w.Cols
 	lo, hi := blo*j.block, min(bhi*j.block, rows)
-	if w.DType == BF16 && n < ks.gemmT {
+	if w.DType != F32 && n < ks.gemmT {
 		// Few tokens: stream the weights once, widening them in registers,
 		// a chunk of rows at a time so that they stay in cache across the
 		// tokens.
 		const chunk = 64
+		rb := q8RowBytes(cols)
 		for r := lo; r < hi; r += chunk {
 			r1 := min(hi, r+chunk)
 			for t := range n {
-				ks.dotBF16(y[t*rows+r:t*rows+r1], w.BF16[r*cols:r1*cols], cols, x[t*cols:(t+1)*cols], cols)
+				if w.DType == Q8_0 {
+					ks.dotQ8(y[t*rows+r:t*rows+r1], w.Q8[r*rb:r1*rb], x[t*cols:(t+1)*cols], cols)
+				} else {
+					ks.dotBF16(y[t*rows+r:t*rows+r1], w.BF16[r*cols:r1*cols], cols, x[t*cols:(t+1)*cols], cols)
+				}
 			}
 		}
 		return
@@ -185,10 +212,15 @@ func (p *Pool) runMatMul(worker, blo, bhi int) {
 		for r := lo; r < hi; r += R {
 			nr := min(R, hi-r)
 			var wr []float32
-			if w.DType == BF16 {
+			switch w.DType {
+			case BF16:
 				wr = buf[:nr*cols]
 				ks.bf16ToF32(wr, w.BF16[r*cols:(r+nr)*cols])
-			} else {
+			case Q8_0:
+				wr = buf[:nr*cols]
+				rb := q8RowBytes(cols)
+				ks.q8ToF32(wr, w.Q8[r*rb:(r+nr)*rb])
+			default:
 				wr = w.F32[r*cols : (r+nr)*cols]
 			}
 			t := t0

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/kvserve/kvserve/compute"
@@ -26,8 +27,12 @@ type Bundle struct {
 	Stop []int
 }
 
-// Open loads a model folder. An empty path loads the bundled tinychat.
+// Open loads a model folder, or a GGUF file (a path ending in .gguf). An
+// empty path loads the bundled tinychat.
 func Open(path string, pool *compute.Pool) (*Bundle, error) {
+	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
+		return openGGUF(path, pool)
+	}
 	src := model.Source{Dir: path}
 	name := filepath.Base(filepath.Clean(path))
 	if path == "" {
@@ -49,6 +54,29 @@ func Open(path string, pool *compute.Pool) (*Bundle, error) {
 	if err := b.loadText(src); err != nil {
 		net.Close()
 		return nil, err
+	}
+	return b, nil
+}
+
+// openGGUF loads a GGUF file: the network, the tokenizer and chat template
+// of its metadata (Chat stays nil without tokenizer.chat_template), and
+// the EOS (and EOT) token as stop tokens.
+func openGGUF(path string, pool *compute.Pool) (*Bundle, error) {
+	net, f, err := model.LoadGGUF(path, pool)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Name: strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), Net: net, Stop: net.Config.EOS}
+	md, err := f.TokenizerMetadata()
+	if err == nil {
+		b.Tokenizer, err = tokenizer.FromGGUF(md)
+	}
+	if err == nil && md.ChatTemplate != "" {
+		b.Chat, err = chat.Parse(md.ChatTemplate, chat.Specials{BOS: b.Tokenizer.TokenString(md.BOS), EOS: b.Tokenizer.TokenString(md.EOS)})
+	}
+	if err != nil {
+		net.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return b, nil
 }

@@ -138,7 +138,8 @@ func (g *ggufMeta) str(name string) string {
 // scaling, no sliding window). Config.Architecture holds the GGUF
 // architecture name. For gemma3, NormAddOne is false because llama.cpp
 // stores the norm weights with 1 already added; AttnScale follows
-// llama.cpp (1/√head_dim, or 1/√(hidden/heads) for the 62-layer 27B).
+// llama.cpp (attention.scale if present, else 1/√head_dim, or
+// 1/√(hidden/heads) for the 62-layer Gemma 3 27B).
 func GGUFConfig(f *gguf.File) (*Config, error) {
 	arch := f.Architecture()
 	fam, ok := ggufFamilies[arch]
@@ -233,6 +234,9 @@ func GGUFConfig(f *gguf.File) (*Config, error) {
 		if c.Layers == 62 { // Gemma 3 27B: query_pre_attn_scalar = hidden/heads
 			c.AttnScale = float32(1 / math.Sqrt(float64(c.HiddenSize/c.Heads)))
 		}
+	}
+	if sc := g.float("attention.scale", false, 0); sc > 0 {
+		c.AttnScale = float32(sc)
 	}
 	c.FinalSoftcap = float32(g.float("final_logit_softcapping", false, 0))
 	c.AttnSoftcap = float32(g.float("attn_logit_softcapping", false, 0))
@@ -420,17 +424,9 @@ func ggufMat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 	return m, err
 }
 
-// q8Mat wraps Q8_0 rows (34 bytes per 32 weights) as a matrix.
-//
-// TODO(lead): use compute.NewQ8_0(rows, cols, raw) once compute has the
-// Q8_0 dtype; until then the weights are dequantized to F32 (exact: each
-// weight is d·q in float32, as ggml computes it).
+// q8Mat wraps Q8_0 rows (34 bytes per 32 weights) as a matrix, in place.
 func q8Mat(rows, cols int, raw []byte) (*compute.Mat, error) {
-	w := make([]float32, rows*cols)
-	if err := gguf.DequantizeRow(gguf.Q8_0, raw, w); err != nil {
-		return nil, err
-	}
-	return &compute.Mat{Rows: rows, Cols: cols, DType: compute.F32, F32: w}, nil
+	return compute.NewQ8_0(rows, cols, raw)
 }
 
 // vec returns a 1-D tensor as float32 (a copy). With heads > 0 it is a

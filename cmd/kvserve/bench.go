@@ -21,12 +21,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	subs := map[string]func([]string, io.Writer, io.Writer) error{
 		"accuracy": benchAccuracy,
 		"perf":     benchPerf,
+		"serve":    benchServe,
 		"compare":  benchCompare,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | compare) [flags]\n\n"+
+		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare) [flags]\n\n"+
 			"  accuracy  long-context task accuracy (greedy, exact match) on a JSONL task set\n"+
 			"  perf      prefill and decode speed, TTFT, memory\n"+
+			"  serve     load a running server: multi-turn shared-context chats, TTFT, ITL, throughput\n"+
 			"  compare   compare an accuracy result with a baseline table and reference answers")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
@@ -35,7 +37,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, ok := subs[args[0]]
 	if !ok {
-		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf or compare)", args[0])}
+		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve or compare)", args[0])}
 	}
 	return sub(args[1:], stdout, stderr)
 }

@@ -20,7 +20,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "generate text from a prompt", cmdRun},
+		{"serve", "serve the model over an OpenAI-compatible HTTP API", cmdServe},
 		{"bench", "measure accuracy (bench accuracy) or speed (bench perf)", cmdBench},
+		{"inspect", "describe a model: a .gguf file or a model folder", cmdInspect},
 	}
 }
 

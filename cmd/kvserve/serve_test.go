@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvserve/kvserve/kvcache"
+)
+
+func TestParseBytes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"1024", 1024, true},
+		{"4GiB", 4 << 30, true},
+		{"512 MiB", 512 << 20, true},
+		{"2g", 2e9, true},
+		{"1.5KiB", 1536, true},
+		{"1e9", 1e9, true},
+		{"-1", 0, false},
+		{"lots", 0, false},
+		{"", 0, false},
+	} {
+		got, err := parseBytes(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseBytes(%q) = %d, %v", tc.in, got, err)
+		}
+	}
+}
+
+// TestServe starts the server on a free port, asks it one question, and
+// stops it as a signal would.
+func TestServe(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	o := serveOptions{host: "127.0.0.1", maxBatch: 2, queue: 4, kvMemory: 64 << 20, kvFormat: kvcache.F32, shutdown: 5 * time.Second}
+	go func() {
+		done <- serve(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addr <- a })
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"Hello","max_tokens":3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"text_completion"`) {
+		t.Errorf("%d %s", resp.StatusCode, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if code, _, _ := kvserve(t, "serve", "--kv-memory", "lots"); code != 2 {
+		t.Errorf("bad --kv-memory: exit %d, want 2", code)
+	}
+	if code, _, errOut := kvserve(t, "bench", "serve", "--help"); code != 0 || !strings.Contains(errOut, "--cancel-rate") {
+		t.Errorf("bench serve --help: exit %d", code)
+	}
+}

@@ -1,0 +1,227 @@
+package compute
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// randQ8 returns rows × cols of random Q8_0 blocks: half-precision scales
+// mostly between 2^-10 and 1, a few of them zero, negative or subnormal,
+// and int8 values over the whole range.
+func randQ8(rng *rand.Rand, rows, cols int) []byte {
+	raw := make([]byte, rows*q8RowBytes(cols))
+	for b := 0; b < len(raw); b += Q8BlockBytes {
+		h := uint16(5+rng.IntN(10))<<10 | uint16(rng.IntN(1024))
+		switch rng.IntN(40) {
+		case 0:
+			h = 0
+		case 1:
+			h |= 0x8000
+		case 2:
+			h = uint16(rng.IntN(1024)) // subnormal
+		}
+		raw[b], raw[b+1] = byte(h), byte(h>>8)
+		for i := 2; i < Q8BlockBytes; i++ {
+			raw[b+i] = byte(rng.Uint32())
+		}
+	}
+	return raw
+}
+
+// q8Ref returns element (r, c) of a Q8_0 matrix in float64, exactly.
+func q8Ref(raw []byte, cols, r, c int) float64 {
+	b := raw[r*q8RowBytes(cols)+c/Q8Block*Q8BlockBytes:]
+	return float64(F16ToF32(uint16(b[0])|uint16(b[1])<<8)) * float64(int8(b[2+c%Q8Block]))
+}
+
+func TestNewQ8_0(t *testing.T) {
+	rng := rand.New(rand.NewPCG(61, 62))
+	raw := randQ8(rng, 3, 64)
+	m, err := NewQ8_0(3, 64, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.DType != Q8_0 || m.DType.String() != "q8_0" || m.Bytes() != 3*2*34 || m.Rows != 3 || m.Cols != 64 {
+		t.Errorf("NewQ8_0 gave %+v, %v, %d bytes", m, m.DType, m.Bytes())
+	}
+	for _, bad := range []struct{ rows, cols, n int }{{3, 64, 203}, {3, 64, 205}, {3, 48, 3 * 34}, {-1, 32, 0}, {2, 0, 1}} {
+		if _, err := NewQ8_0(bad.rows, bad.cols, make([]byte, bad.n)); err == nil {
+			t.Errorf("NewQ8_0(%d, %d) over %d bytes: no error", bad.rows, bad.cols, bad.n)
+		}
+	}
+	if m, err := NewQ8_0(0, 32, nil); err != nil || m.Bytes() != 0 {
+		t.Errorf("empty NewQ8_0: %v, %v", m, err)
+	}
+}
+
+func TestQ8Kernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(63, 64))
+	for _, ks := range allSets() {
+		for _, cols := range []int{32, 64, 96, 128, 384, 1024, 1056} {
+			for _, rows := range []int{1, 2, 3, 17} {
+				raw := randQ8(rng, rows, cols)
+				// Unaligned copies.
+				w := append(make([]byte, 1, len(raw)+1), raw...)[1:]
+				x := randF32(rng, cols+1)[1:]
+				d := filled(rows+1, 7)
+				ks.dotQ8(d[:rows], w, x, cols)
+				wide := filled(rows*cols+1, 7)
+				ks.q8ToF32(wide[:rows*cols], w)
+				for r := range rows {
+					want, mag := dotRef(cols, func(c int) float64 { return q8Ref(raw, cols, r, c) }, func(c int) float64 { return float64(x[c]) })
+					if !close32(d[r], want, mag) {
+						t.Fatalf("%s: dotQ8 %d × %d, row %d: got %v, want %v", ks.name, rows, cols, r, d[r], want)
+					}
+					for c := range cols {
+						if got, want := wide[r*cols+c], q8Ref(raw, cols, r, c); float64(got) != want {
+							t.Fatalf("%s: q8ToF32 %d × %d, (%d, %d): got %v, want %v", ks.name, rows, cols, r, c, got, want)
+						}
+					}
+				}
+				if d[rows] != 7 || wide[rows*cols] != 7 {
+					t.Fatalf("%s: Q8_0 kernels wrote past their outputs", ks.name)
+				}
+			}
+		}
+	}
+}
+
+func TestMatMulQ8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(65, 66))
+	shapes := []struct{ rows, cols, n int }{
+		{1, 32, 1}, {3, 64, 1}, {5, 96, 2}, {17, 128, 3}, {7, 32, 4}, {13, 160, 5},
+		{128, 384, 1}, {130, 1024, 2}, {67, 256, 70}, {64, 384, 131}, {1, 0, 2},
+	}
+	for _, threads := range []int{1, 3} {
+		p := NewPool(threads)
+		defer p.Close()
+		for _, ks := range allSets() {
+			for _, s := range shapes {
+				w, err := NewQ8_0(s.rows, s.cols, randQ8(rng, s.rows, s.cols))
+				if err != nil {
+					t.Fatal(err)
+				}
+				x := randF32(rng, s.n*s.cols)
+				y := filled(s.n*s.rows+1, 5)
+				p.matMul(&ks, y[:s.n*s.rows], x, s.n, w)
+				for tt := range s.n {
+					for r := range s.rows {
+						want, mag := dotRef(s.cols, func(c int) float64 { return q8Ref(w.Q8, s.cols, r, c) }, func(c int) float64 { return float64(x[tt*s.cols+c]) })
+						if got := y[tt*s.rows+r]; !close32(got, want, mag) {
+							t.Fatalf("%d threads, %s, q8_0 %d×%d, n=%d: y[%d][%d] = %v, want %v", threads, ks.name, s.rows, s.cols, s.n, tt, r, got, want)
+						}
+					}
+				}
+				if y[s.n*s.rows] != 5 {
+					t.Fatalf("%s: MatMul wrote past y", ks.name)
+				}
+			}
+		}
+	}
+}
+
+func TestQ8RowAndAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(67, 68))
+	w, _ := NewQ8_0(9, 96, randQ8(rng, 9, 96))
+	row := make([]float32, 96)
+	for _, generic := range []bool{false, true} {
+		restore := UseGeneric(generic)
+		w.Row(4, row)
+		restore()
+		for c, v := range row {
+			if float64(v) != q8Ref(w.Q8, 96, 4, c) {
+				t.Fatalf("generic=%v: Row(4)[%d] = %v, want %v", generic, c, v, q8Ref(w.Q8, 96, 4, c))
+			}
+		}
+	}
+	p := NewPool(2)
+	defer p.Close()
+	big, _ := NewQ8_0(256, 384, randQ8(rng, 256, 384))
+	for _, n := range []int{1, 16} {
+		x, y := randF32(rng, n*384), make([]float32, n*256)
+		p.MatMul(y, x, n, big)
+		if a := testing.AllocsPerRun(50, func() { p.MatMul(y, x, n, big) }); a != 0 {
+			t.Errorf("Q8_0 MatMul of %d tokens allocates %v times per call", n, a)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("MatMul over a Q8_0 matrix with too few bytes did not panic")
+		}
+	}()
+	short := &Mat{Rows: 2, Cols: 32, DType: Q8_0, Q8: make([]byte, 67)}
+	p.MatMul(make([]float32, 2), make([]float32, 32), 1, short)
+}
+
+// BenchmarkMatMulQ8 runs MatMul at tinychat's shapes with Q8_0 weights, for
+// one token (GB/s of weight bytes) and 512 tokens (GFLOP/s), next to the
+// same shapes in bf16 for decode.
+func BenchmarkMatMulQ8(b *testing.B) {
+	rng := rand.New(rand.NewPCG(69, 70))
+	p := NewPool(0)
+	defer p.Close()
+	for _, ks := range allSets() {
+		for _, n := range []int{1, 512} {
+			for _, s := range tinyShapes {
+				if n == 512 && (s.name == "head" || ks.name == "generic" && s.name != "q") {
+					continue
+				}
+				phase := "decode"
+				if n > 1 {
+					phase = "prefill"
+				}
+				b.Run(fmt.Sprintf("%s/%s/%s", ks.name, phase, s.name), func(b *testing.B) {
+					w, _ := NewQ8_0(s.rows, s.cols, randQ8(rng, s.rows, s.cols))
+					x, y := randF32(rng, n*s.cols), make([]float32, n*s.rows)
+					for b.Loop() {
+						p.matMul(&ks, y, x, n, w)
+					}
+					sec := b.Elapsed().Seconds() / float64(b.N)
+					if n == 1 {
+						b.ReportMetric(float64(w.Bytes())/sec/1e9, "GB/s")
+					} else {
+						b.ReportMetric(2*float64(n*s.rows*s.cols)/sec/1e9, "GFLOP/s")
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkDecodeStreamQ8 is BenchmarkDecodeStream with Q8_0 weights: 15 MB
+// that no core's own cache holds. GB/s counts Q8_0 bytes; the weights per
+// second are 32/34 of the bytes.
+func BenchmarkDecodeStreamQ8(b *testing.B) {
+	rng := rand.New(rand.NewPCG(71, 72))
+	p := NewPool(0)
+	defer p.Close()
+	var mats []*Mat
+	var bytes int64
+	for range 8 {
+		for _, s := range []struct{ rows, cols int }{{384, 384}, {128, 384}, {128, 384}, {384, 384}, {1024, 384}, {1024, 384}, {384, 1024}} {
+			m, _ := NewQ8_0(s.rows, s.cols, randQ8(rng, s.rows, s.cols))
+			mats = append(mats, m)
+			bytes += m.Bytes()
+		}
+	}
+	head, _ := NewQ8_0(4096, 384, randQ8(rng, 4096, 384))
+	mats = append(mats, head)
+	bytes += head.Bytes()
+	x, y := randF32(rng, 1024), make([]float32, 4096)
+	p1 := NewPool(1)
+	defer p1.Close()
+	for _, ks := range allSets() {
+		for _, pool := range []*Pool{p1, p} {
+			b.Run(fmt.Sprintf("%s/threads=%d", ks.name, pool.Threads()), func(b *testing.B) {
+				for b.Loop() {
+					for _, m := range mats {
+						pool.matMul(&ks, y, x, 1, m)
+					}
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(float64(bytes)/sec/1e9, "GB/s")
+			})
+		}
+	}
+}

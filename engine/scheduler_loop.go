@@ -1,0 +1,415 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kvserve/kvserve/model"
+	"github.com/kvserve/kvserve/tokenizer"
+)
+
+// loop is the scheduler's goroutine: it admits queued requests, runs one
+// batched step after another while there is work, and sleeps otherwise.
+func (s *Scheduler) loop() {
+	defer close(s.done)
+	obs := s.cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	l := &loopState{s: s, obs: obs}
+	for {
+		if len(l.running) == 0 {
+			l.publish()
+			if !s.queued() {
+				select {
+				case <-s.wake:
+				case <-s.quit:
+				}
+			}
+		}
+		select {
+		case <-s.quit:
+			l.shutdown()
+			return
+		default:
+		}
+		l.reap()
+		l.admit()
+		if len(l.running) > 0 {
+			l.step()
+			l.reap()
+		}
+		l.publish()
+	}
+}
+
+// queued reports whether requests wait in the queue.
+func (s *Scheduler) queued() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0
+}
+
+// loopState is what the loop owns.
+type loopState struct {
+	s       *Scheduler
+	obs     Observer
+	running []*request
+
+	steps  []model.Step
+	owners []*seq
+
+	totals SchedulerStats // the cumulative counters
+}
+
+// publish copies the loop's state into the scheduler's snapshot.
+func (l *loopState) publish() {
+	running := 0
+	for _, r := range l.running {
+		running += r.slots()
+	}
+	c := l.s.cfg.Cache
+	s := l.s
+	s.mu.Lock()
+	t := l.totals
+	t.Queued = len(s.queue)
+	t.Running = running
+	t.KV = c.Stats()
+	s.stats = t
+	s.mu.Unlock()
+}
+
+// reap ends requests whose context is done, queued or running, and drops
+// finished requests from the batch.
+func (l *loopState) reap() {
+	s := l.s
+	var gone []*request
+	s.mu.Lock()
+	s.queue = slices.DeleteFunc(s.queue, func(r *request) bool {
+		if r.ctx.Err() != nil {
+			gone = append(gone, r)
+			return true
+		}
+		return false
+	})
+	s.mu.Unlock()
+	for _, r := range gone {
+		l.fail(r, r.ctx.Err())
+	}
+	for _, r := range l.running {
+		if !r.ended && r.ctx.Err() != nil {
+			l.fail(r, r.ctx.Err())
+		}
+	}
+	l.running = slices.DeleteFunc(l.running, func(r *request) bool { return r.ended })
+}
+
+// admit moves queued requests into the batch, first come first served,
+// while there are batch places and KV budget for them.
+func (l *loopState) admit() {
+	s := l.s
+	slots, held := 0, int64(0)
+	for _, r := range l.running {
+		slots += r.slots()
+		held += r.held()
+	}
+	budget := s.budget
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		r := s.queue[0]
+		if slots+r.n > s.cfg.MaxBatch || (budget > 0 && held+r.reserve > budget) {
+			s.mu.Unlock()
+			return
+		}
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		if err := l.start(r); err != nil {
+			l.fail(r, err)
+			continue
+		}
+		slots += r.slots()
+		held += r.held()
+		l.running = append(l.running, r)
+	}
+}
+
+// start gives a request its first cache and its choices.
+func (l *loopState) start(r *request) error {
+	s := l.s
+	prompt := r.job.Prompt
+	cache, err := s.cfg.Cache.Acquire(prompt)
+	if err != nil {
+		return fmt.Errorf("engine: KV cache for a %d-token prompt: %w", len(prompt), err)
+	}
+	if cache.Next() >= len(prompt) { // all cached: recompute the last token for its logits
+		if err := cache.Truncate(len(prompt) - 1); err != nil {
+			s.cfg.Cache.Release(cache, nil)
+			return err
+		}
+	}
+	r.cached = cache.Next()
+	r.live = r.n
+	r.seqs = make([]*seq, r.n)
+	for i := range r.seqs {
+		sp := r.job.Sampling
+		sp.Seed += uint64(i)
+		r.seqs[i] = &seq{
+			r: r, choice: i,
+			sampler: NewSampler(sp),
+			dec:     tokenizer.NewStream(s.b.Tokenizer),
+			stop:    stopMatcher{stops: r.job.Stop},
+		}
+	}
+	r.seqs[0].cache = cache
+	r.seqs[0].logits = make([]float32, s.b.Net.Config.VocabSize)
+	l.totals.PromptTokens += int64(len(prompt))
+	l.totals.CachedTokens += int64(r.cached)
+	l.obs.Admitted(time.Since(r.submitted), len(prompt), r.cached)
+	return nil
+}
+
+// step runs one batched forward pass: a prompt chunk for each request
+// still reading its prompt, under the prefill budget, and one token for
+// every decoding choice; then it samples where logits came back.
+func (l *loopState) step() {
+	s := l.s
+	l.steps, l.owners = l.steps[:0], l.owners[:0]
+	budget := s.cfg.PrefillTokens
+	prefill, decode := 0, 0
+	for _, r := range l.running {
+		if !r.prefilled {
+			if budget == 0 {
+				continue
+			}
+			q := r.seqs[0]
+			start := q.cache.Next()
+			end := min(len(r.job.Prompt), start+budget)
+			budget -= end - start
+			prefill += end - start
+			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits}
+			if end == len(r.job.Prompt) {
+				st.Output, st.Logits = model.LastLogits, q.logits
+			}
+			l.steps = append(l.steps, st)
+			l.owners = append(l.owners, q)
+			continue
+		}
+		for _, q := range r.seqs {
+			if !q.done {
+				l.steps = append(l.steps, model.Step{Cache: q.cache, Tokens: q.in[:], Output: model.LastLogits, Logits: q.logits})
+				l.owners = append(l.owners, q)
+				decode++
+			}
+		}
+	}
+	if len(l.steps) == 0 {
+		return
+	}
+	t0 := time.Now()
+	ok := l.forward()
+	l.totals.Steps++
+	l.totals.PrefillTokens += int64(prefill)
+	elapsed := time.Since(t0)
+	sampled := l.totals.Sampled
+	for i, q := range l.owners {
+		r := q.r
+		if !ok[i] || r.ended || q.done {
+			continue
+		}
+		if !r.prefilled {
+			if q.cache.Next() == len(r.job.Prompt) {
+				l.prefilled(r)
+			}
+			continue
+		}
+		l.sample(q, q.logits)
+	}
+	l.obs.Step(StepInfo{Sequences: len(l.steps), PrefillTokens: prefill, DecodeTokens: decode, Sampled: int(l.totals.Sampled - sampled), Elapsed: elapsed})
+	clear(l.owners)
+	clear(l.steps)
+}
+
+// forward runs l.steps and reports which succeeded. A batch that fails its
+// checks has changed nothing, so each step is retried alone and only the
+// requests whose step fails are ended; a panic ends the whole batch.
+func (l *loopState) forward() []bool {
+	ok := make([]bool, len(l.steps))
+	err := l.forwardSafe(l.steps)
+	if err == nil {
+		for i := range ok {
+			ok[i] = true
+		}
+		return ok
+	}
+	var pe *panicError
+	if errors.As(err, &pe) {
+		l.s.log.Error("forward pass panicked; ending its batch", "err", err)
+		for _, q := range l.owners {
+			l.fail(q.r, err)
+		}
+		return ok
+	}
+	for i := range l.steps {
+		if l.owners[i].r.ended { // failed with an earlier step: its caches are gone
+			continue
+		}
+		if e := l.forwardSafe(l.steps[i : i+1]); e != nil {
+			l.s.log.Warn("request failed in the forward pass", "err", e)
+			l.fail(l.owners[i].r, e)
+			continue
+		}
+		ok[i] = true
+	}
+	return ok
+}
+
+// panicError is a panic of the forward pass, recovered.
+type panicError struct{ v any }
+
+// Error describes the panic.
+func (e *panicError) Error() string { return fmt.Sprintf("engine: forward pass panicked: %v", e.v) }
+
+// forwardSafe runs one batched pass, turning a panic into an error.
+func (l *loopState) forwardSafe(steps []model.Step) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{v}
+		}
+	}()
+	return l.s.b.Net.ForwardBatch(steps)
+}
+
+// prefilled is called once a request's prompt is in its first cache: the
+// other choices fork that cache, and every choice samples its first token
+// from the prompt's last logits.
+func (l *loopState) prefilled(r *request) {
+	r.prefilled = true
+	first := r.seqs[0]
+	for _, q := range r.seqs[1:] {
+		c, err := l.s.cfg.Cache.Fork(first.cache, len(r.job.Prompt))
+		if err != nil {
+			l.fail(r, fmt.Errorf("engine: fork the prompt's KV cache: %w", err))
+			return
+		}
+		q.cache = c
+		q.logits = slices.Clone(first.logits)
+	}
+	for _, q := range r.seqs {
+		if r.ended {
+			return
+		}
+		l.sample(q, q.logits)
+	}
+}
+
+// sample draws a choice's next token and hands out its text; it ends the
+// choice at a stop token, a stop string or its token limit.
+func (l *loopState) sample(q *seq, logits []float32) {
+	r := q.r
+	id := q.sampler.Sample(logits)
+	now := time.Now()
+	if !r.sawToken {
+		r.sawToken = true
+		l.obs.FirstToken(now.Sub(r.submitted))
+	} else if !q.last.IsZero() {
+		l.obs.NextToken(now.Sub(q.last))
+	}
+	q.last = now
+	l.totals.Sampled++
+	if !r.job.IgnoreEOS && slices.Contains(l.s.b.Stop, id) {
+		l.finish(q, FinishStop)
+		return
+	}
+	q.out = append(q.out, id)
+	r.completion++
+	l.totals.GeneratedTokens++
+	text, hit := q.stop.push(q.dec.Push(id))
+	if hit {
+		q.dec.Flush() // what follows the stop string is dropped
+		l.emit(q, Event{Choice: q.choice, Text: text, Token: id})
+		l.finish(q, FinishStop)
+		return
+	}
+	l.emit(q, Event{Choice: q.choice, Text: text, Token: id})
+	if len(q.out) >= r.maxNew {
+		l.finish(q, FinishLength)
+		return
+	}
+	q.in[0] = id
+}
+
+// emit hands an event to the request's reader.
+func (l *loopState) emit(q *seq, ev Event) {
+	q.r.stream.push(false, q.r.usage(), ev)
+}
+
+// finish ends one choice: the text held back goes out with the finish
+// reason, and the choice's cache goes back at once.
+func (l *loopState) finish(q *seq, why Finish) {
+	r := q.r
+	text, hit := q.stop.push(q.dec.Flush())
+	if hit {
+		why = FinishStop
+	} else {
+		text += q.stop.flush()
+	}
+	l.release(q)
+	r.live--
+	l.obs.Finished(why, len(q.out))
+	last := r.live == 0
+	r.ended = last
+	r.stream.push(last, r.usage(), Event{Choice: q.choice, Text: text, Token: -1, Finish: why})
+}
+
+// release gives a choice's cache back.
+func (l *loopState) release(q *seq) {
+	q.done = true
+	if q.cache != nil {
+		l.s.cfg.Cache.Release(q.cache, q.tokens())
+		q.cache = nil
+	}
+}
+
+// fail ends a request with an error: its caches go back and its reader
+// gets one last event carrying err.
+func (l *loopState) fail(r *request, err error) {
+	if r.ended {
+		return
+	}
+	why := FinishError
+	if ce := r.ctx.Err(); (ce != nil && errors.Is(err, ce)) || errors.Is(err, ErrClosed) {
+		why = FinishCancelled
+	}
+	for _, q := range r.seqs {
+		if !q.done {
+			l.release(q)
+			l.obs.Finished(why, len(q.out))
+		}
+	}
+	r.live = 0
+	r.ended = true
+	r.stream.push(true, r.usage(), Event{Token: -1, Err: err})
+}
+
+// shutdown ends every queued and running request with ErrClosed.
+func (l *loopState) shutdown() {
+	s := l.s
+	s.mu.Lock()
+	queued := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	for _, r := range queued {
+		l.fail(r, ErrClosed)
+	}
+	for _, r := range l.running {
+		l.fail(r, ErrClosed)
+	}
+	l.running = nil
+	l.publish()
+}

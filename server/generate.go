@@ -1,0 +1,362 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/tokenizer/chat"
+)
+
+// fingerprint is the system_fingerprint of every response.
+const fingerprint = "kvserve"
+
+// maxStops is the most stop strings a request may give.
+const maxStops = 16
+
+// generation is a parsed chat or completion request, ready for the engine.
+type generation struct {
+	chat         bool
+	prompt       []int
+	promptParam  string // "messages" or "prompt", for errors
+	job          engine.Job
+	stream       bool
+	includeUsage bool
+}
+
+// chatCompletions answers POST /v1/chat/completions.
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	var req chatRequest
+	if e := s.decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	g, e := s.parseChat(&req)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	s.generate(w, r, g)
+}
+
+// parseChat renders the messages with the chat template and checks the
+// parameters.
+func (s *Server) parseChat(req *chatRequest) (*generation, *apiError) {
+	if e := s.checkModel(req.Model); e != nil {
+		return nil, e
+	}
+	if len(req.Messages) == 0 {
+		return nil, invalid("messages", "invalid_value", "messages must be a non-empty list")
+	}
+	msgs := make([]chat.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		if m.Role == "" {
+			return nil, invalid(fmt.Sprintf("messages[%d].role", i), "invalid_value", "messages[%d] has no role", i)
+		}
+		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content)}
+	}
+	text, err := s.b.ChatPrompt(msgs)
+	if err != nil {
+		return nil, invalid("messages", "invalid_value", "%v", err)
+	}
+	g := &generation{chat: true, prompt: s.b.Tokenizer.Encode(text), promptParam: "messages"}
+	maxTok := req.MaxTokens
+	if req.MaxCompletionTokens != nil {
+		maxTok = req.MaxCompletionTokens
+	}
+	if e := s.parseSampling(&req.sampling, maxTok, g); e != nil {
+		return nil, e
+	}
+	return g, nil
+}
+
+// completions answers POST /v1/completions.
+func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
+	var req completionRequest
+	if e := s.decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	g, e := s.parseCompletion(&req)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	s.generate(w, r, g)
+}
+
+// parseCompletion encodes the prompt (text as is, no BOS added, as kvserve
+// run does) and checks the parameters; max_tokens defaults to 16 as in
+// OpenAI's API.
+func (s *Server) parseCompletion(req *completionRequest) (*generation, *apiError) {
+	if e := s.checkModel(req.Model); e != nil {
+		return nil, e
+	}
+	p := &req.Prompt
+	if !p.set || p.count() == 0 {
+		return nil, invalid("prompt", "invalid_value", "prompt is required")
+	}
+	if p.count() > 1 {
+		return nil, invalid("prompt", "unsupported_parameter", "%d prompts in one request; send one prompt per request", p.count())
+	}
+	g := &generation{promptParam: "prompt"}
+	if len(p.Texts) == 1 {
+		g.prompt = s.b.Tokenizer.Encode(p.Texts[0])
+	} else {
+		g.prompt = p.IDs[0]
+	}
+	if req.MaxTokens == nil {
+		n := 16 // OpenAI's default for completions
+		req.MaxTokens = &n
+	}
+	if e := s.parseSampling(&req.sampling, req.MaxTokens, g); e != nil {
+		return nil, e
+	}
+	return g, nil
+}
+
+// parseSampling checks the shared parameters and fills g's job.
+func (s *Server) parseSampling(p *sampling, maxTokens *int, g *generation) *apiError {
+	if e := p.unsupported(); e != nil {
+		return e
+	}
+	limit := s.b.ContextLength()
+	if n := len(g.prompt); n >= limit {
+		return invalid(g.promptParam, "context_length_exceeded",
+			"This model's maximum context length is %d tokens. However, your %s resulted in %d tokens, leaving no room to generate.", limit, g.promptParam, n)
+	}
+	if len(g.prompt) == 0 {
+		return invalid(g.promptParam, "invalid_value", "the %s encode to no tokens", g.promptParam)
+	}
+	job := engine.Job{Prompt: g.prompt, IgnoreEOS: p.IgnoreEOS, Sampling: engine.Sampling{Temperature: 1, TopP: 1}}
+	if maxTokens != nil {
+		if *maxTokens < 1 {
+			return invalid("max_tokens", "invalid_value", "max_tokens %d must be ≥ 1", *maxTokens)
+		}
+		job.MaxTokens = *maxTokens
+	}
+	if t := p.Temperature; t != nil {
+		if *t < 0 || *t > 2 || math.IsNaN(*t) {
+			return invalid("temperature", "invalid_value", "temperature %v must be in [0, 2]", *t)
+		}
+		job.Sampling.Temperature = *t
+	}
+	if tp := p.TopP; tp != nil {
+		switch {
+		case *tp < 0 || *tp > 1 || math.IsNaN(*tp):
+			return invalid("top_p", "invalid_value", "top_p %v must be in [0, 1]", *tp)
+		case *tp == 0: // only the most likely token
+			job.Sampling.TopK = 1
+		default:
+			job.Sampling.TopP = *tp
+		}
+	}
+	if k := p.TopK; k != nil {
+		switch {
+		case *k < -1:
+			return invalid("top_k", "invalid_value", "top_k %d must be ≥ 1, or 0 or -1 for all tokens", *k)
+		case *k > 0 && (job.Sampling.TopK == 0 || *k < job.Sampling.TopK):
+			job.Sampling.TopK = *k
+		}
+	}
+	if p.Seed != nil {
+		job.Sampling.Seed = uint64(*p.Seed)
+	} else {
+		job.Sampling.Seed = engine.RandomSeed()
+	}
+	if p.N != nil {
+		if *p.N < 1 {
+			return invalid("n", "invalid_value", "n %d must be ≥ 1", *p.N)
+		}
+		job.N = *p.N
+	}
+	if len(p.Stop) > maxStops {
+		return invalid("stop", "invalid_value", "%d stop strings; at most %d", len(p.Stop), maxStops)
+	}
+	for _, st := range p.Stop {
+		if st == "" {
+			return invalid("stop", "invalid_value", "stop strings must not be empty")
+		}
+	}
+	job.Stop = p.Stop
+	if p.StreamOptions != nil && !p.Stream {
+		return invalid("stream_options", "invalid_value", "stream_options is only allowed with stream: true")
+	}
+	g.stream = p.Stream
+	g.includeUsage = p.StreamOptions != nil && p.StreamOptions.IncludeUsage
+	g.job = job
+	return nil
+}
+
+// generate submits g and writes the response, whole or streamed.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation) {
+	st, err := s.sched.Submit(r.Context(), g.job)
+	if err != nil {
+		writeError(w, engineError(err, g.promptParam))
+		return
+	}
+	id := newID("cmpl-")
+	if g.chat {
+		id = newID("chatcmpl-")
+	}
+	if g.stream {
+		s.streamOut(w, r, g, st, id)
+		return
+	}
+	texts := make([]strings.Builder, st.N)
+	finish := make([]string, st.N)
+	for {
+		ev, err := st.Recv(r.Context())
+		if err == io.EOF {
+			break
+		}
+		if err != nil { // the client went away; the engine drops the request
+			return
+		}
+		if ev.Err != nil {
+			if !clientGone(r.Context(), ev.Err) {
+				writeError(w, engineError(ev.Err, g.promptParam))
+			}
+			return
+		}
+		texts[ev.Choice].WriteString(ev.Text)
+		if ev.Finish != "" {
+			finish[ev.Choice] = string(ev.Finish)
+		}
+	}
+	u := toUsage(st.Usage())
+	created := time.Now().Unix()
+	if g.chat {
+		resp := chatCompletion{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: u}
+		for i := range texts {
+			resp.Choices = append(resp.Choices, chatChoice{Index: i, Message: responseMessage{Role: "assistant", Content: texts[i].String()}, Logprobs: jsonNull, FinishReason: finish[i]})
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	ub, _ := json.Marshal(u)
+	resp := textCompletion{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: ub}
+	for i := range texts {
+		resp.Choices = append(resp.Choices, textChoice{Text: texts[i].String(), Index: i, Logprobs: jsonNull, FinishReason: &finish[i]})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func toUsage(u engine.Usage) usage {
+	return usage{
+		PromptTokens:        u.PromptTokens,
+		CompletionTokens:    u.CompletionTokens,
+		TotalTokens:         u.PromptTokens + u.CompletionTokens,
+		PromptTokensDetails: &promptDetail{CachedTokens: u.CachedTokens},
+	}
+}
+
+// sse writes server-sent events, flushing each.
+type sse struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	err error
+}
+
+// send writes one event holding v as JSON (or the raw text of a string).
+func (e *sse) send(v any) {
+	if e.err != nil {
+		return
+	}
+	var data []byte
+	if s, ok := v.(string); ok {
+		data = []byte(s)
+	} else if data, e.err = json.Marshal(v); e.err != nil {
+		return
+	}
+	buf := make([]byte, 0, len(data)+8)
+	buf = append(append(append(buf, "data: "...), data...), "\n\n"...)
+	if _, e.err = e.w.Write(buf); e.err == nil {
+		e.err = e.rc.Flush()
+	}
+}
+
+// streamOut writes a generation as OpenAI streams it: for chat, a chunk
+// with the role for each choice, then a chunk per piece of text, a chunk
+// with each choice's finish reason, with stream_options.include_usage a
+// last chunk with the usage and no choices, then [DONE].
+func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation, st *engine.Stream, id string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	out := &sse{w: w, rc: http.NewResponseController(w)}
+	out.err = out.rc.Flush()
+	created := time.Now().Unix()
+	var usageField json.RawMessage
+	if g.includeUsage {
+		usageField = jsonNull
+	}
+	chunk := func(choice int, text *string, finish string, role bool) any {
+		var fr *string
+		if finish != "" {
+			fr = &finish
+		}
+		if g.chat {
+			c := chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: usageField,
+				Choices: []chatChunkChoice{{Index: choice, Delta: chatDelta{Content: text}, Logprobs: jsonNull, FinishReason: fr}}}
+			if role {
+				c.Choices[0].Delta.Role = "assistant"
+			}
+			return c
+		}
+		t := ""
+		if text != nil {
+			t = *text
+		}
+		return textCompletion{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: usageField,
+			Choices: []textChoice{{Text: t, Index: choice, Logprobs: jsonNull, FinishReason: fr}}}
+	}
+	if g.chat {
+		empty := ""
+		for i := range st.N {
+			out.send(chunk(i, &empty, "", true))
+		}
+	}
+	for out.err == nil {
+		ev, err := st.Recv(r.Context())
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return // the client went away; the engine drops the request
+		}
+		if ev.Err != nil {
+			if !clientGone(r.Context(), ev.Err) {
+				out.send(map[string]*apiError{"error": engineError(ev.Err, g.promptParam)})
+				out.send("[DONE]")
+			}
+			return
+		}
+		if ev.Text != "" {
+			text := ev.Text
+			out.send(chunk(ev.Choice, &text, "", false))
+		}
+		if ev.Finish != "" {
+			out.send(chunk(ev.Choice, nil, string(ev.Finish), false))
+		}
+	}
+	if out.err != nil {
+		return
+	}
+	if g.includeUsage {
+		u, _ := json.Marshal(toUsage(st.Usage()))
+		if g.chat {
+			out.send(chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Choices: []chatChunkChoice{}, Usage: u})
+		} else {
+			out.send(textCompletion{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Choices: []textChoice{}, Usage: u})
+		}
+	}
+	out.send("[DONE]")
+}

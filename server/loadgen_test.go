@@ -1,0 +1,63 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/kvserve/kvserve/engine"
+)
+
+// TestLoadWithCancellations runs the load generator against the server
+// with random cancellations: every request is accounted for, and after the
+// run the block pool is back to full and no goroutine is left.
+func TestLoadWithCancellations(t *testing.T) {
+	tinychat(t) // its worker pool lives as long as the package's tests
+	before := runtime.NumGoroutine()
+	ts := start(t, engine.SchedulerConfig{MaxBatch: 4})
+	var convs []Conversation
+	for i := range 6 {
+		ctx := fmt.Sprintf("package p%d\n\nfunc F%d(x int) int { return x * %d }\n", i, i, i+2)
+		sys := Message{Role: "system", Content: "You are a helpful assistant."}
+		q1 := Message{Role: "user", Content: ctx + "\nWhat does F" + fmt.Sprint(i) + " return?"}
+		a1 := Message{Role: "assistant", Content: "x times something"}
+		q2 := Message{Role: "user", Content: "And for x = 3?"}
+		convs = append(convs, Conversation{ID: fmt.Sprint(i), Turns: [][]Message{{sys, q1}, {sys, q1, a1, q2}}})
+	}
+	client := &http.Client{Transport: &http.Transport{}}
+	rep, err := RunLoad(context.Background(), LoadOptions{
+		URL: ts.URL, Model: "tinychat", Conversations: convs, Concurrency: 4,
+		MaxTokens: 12, IgnoreEOS: true, CancelRate: 0.4, Seed: 3, Client: client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := rep.Total
+	if tot.Requests != tot.Completed+tot.Cancelled+tot.Fail || tot.Fail != 0 || tot.Completed == 0 || tot.Cancelled == 0 {
+		t.Errorf("totals %+v, errors %q", tot, rep.Errors)
+	}
+	if tot.CompletionTokens != 12*tot.Completed || len(rep.Turns) != 2 || len(tot.TTFT) != tot.Completed {
+		t.Errorf("%d tokens over %d completed requests, %d turns, %d TTFTs", tot.CompletionTokens, tot.Completed, len(rep.Turns), len(tot.TTFT))
+	}
+	var buf bytes.Buffer
+	rep.Table(&buf)
+	if !strings.Contains(buf.String(), "TTFT p50 ms") || !strings.Contains(buf.String(), "all") {
+		t.Errorf("table:\n%s", buf.String())
+	}
+	if !settle(func() bool { st := ts.sched.Stats(); return st.Running == 0 && st.Queued == 0 && st.KV.UsedBlocks == 0 }) {
+		t.Errorf("after the load: %+v", ts.sched.Stats())
+	}
+	if used, _ := ts.cache.Pool().Stats(); used != 0 {
+		t.Errorf("%d blocks still in use", used)
+	}
+	client.CloseIdleConnections()
+	ts.close()
+	if !settle(func() bool { return runtime.NumGoroutine() <= before }) {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	}
+}

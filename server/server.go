@@ -1,0 +1,265 @@
+// Package server is kvserve's OpenAI-compatible HTTP API: chat and text
+// completions (whole or streamed as server-sent events), embeddings, the
+// model list, a health check and Prometheus metrics. It parses requests,
+// hands generations to an engine.Scheduler and writes what comes back; it
+// does no tensor math.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvserve/kvserve/engine"
+)
+
+// Config configures a Server. The zero value of each field picks a default.
+type Config struct {
+	// ModelName is the model's id in /v1/models and in responses; requests
+	// naming another model get 404. The bundle's name if "".
+	ModelName string
+	// Metrics are served at /metrics; New makes its own if nil (then the
+	// scheduler has no observer, and latency histograms stay empty).
+	Metrics *Metrics
+	// Logger logs each request; slog.Default() if nil.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a request body; 16 MiB if 0.
+	MaxBodyBytes int64
+}
+
+// Server serves the API for one model. It is an http.Handler.
+type Server struct {
+	b       *engine.Bundle
+	sched   *engine.Scheduler
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	mux     *http.ServeMux
+	created int64
+	drain   atomic.Bool
+}
+
+// New returns a server that generates with sched over b.
+func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
+	if cfg.ModelName == "" {
+		cfg.ModelName = b.Name
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	s := &Server{b: b, sched: sched, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, mux: http.NewServeMux(), created: time.Now().Unix()}
+	s.metrics.watch(sched)
+	route := func(path, method string, h http.HandlerFunc) {
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+				w.Header().Set("Allow", method)
+				writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, method), Type: "invalid_request_error", Code: strp("method_not_allowed")})
+				return
+			}
+			h(w, r)
+		})
+	}
+	route("/v1/chat/completions", http.MethodPost, s.chatCompletions)
+	route("/v1/completions", http.MethodPost, s.completions)
+	route("/v1/embeddings", http.MethodPost, s.embeddings)
+	route("/v1/models", http.MethodGet, s.models)
+	route("/v1/models/{id...}", http.MethodGet, s.model)
+	route("/health", http.MethodGet, s.health)
+	metrics := s.metrics.Handler()
+	route("/metrics", http.MethodGet, metrics.ServeHTTP)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{Status: http.StatusNotFound, Message: fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.Path), Type: "invalid_request_error", Code: strp("not_found")})
+	})
+	return s
+}
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Drain makes /health answer 503, so that a load balancer stops sending
+// requests while the server shuts down.
+func (s *Server) Drain() { s.drain.Store(true) }
+
+// ServeHTTP serves one request, logging it and counting it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusWriter{ResponseWriter: w}
+	s.mux.ServeHTTP(rec, r)
+	code := rec.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	path := r.URL.Path
+	if _, pattern := s.mux.Handler(r); pattern == "/" {
+		path = "other" // keep the label set small
+	} else if pattern != "" {
+		path = pattern
+	}
+	s.metrics.requests.WithLabelValues(path, strconv.Itoa(code)).Inc()
+	if path != "/metrics" && path != "/health" {
+		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", code, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+	}
+}
+
+// statusWriter records the status code; Unwrap lets http.ResponseController
+// reach the connection to flush server-sent events.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+// WriteHeader records the first status code.
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write records an implicit 200.
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the wrapped writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// writeJSON writes v with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		status, buf = http.StatusInternalServerError, []byte(`{"error":{"message":"response encoding failed","type":"server_error","param":null,"code":null}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(buf, '\n'))
+}
+
+// writeError writes an error in OpenAI's shape.
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, e.Status, struct {
+		Error *apiError `json:"error"`
+	}{e})
+}
+
+// engineError turns an error of the engine into an API error.
+func engineError(err error, promptParam string) *apiError {
+	var pe *engine.PromptError
+	var pa *engine.ParamError
+	switch {
+	case errors.Is(err, engine.ErrQueueFull):
+		return &apiError{Status: http.StatusTooManyRequests, Message: "the server's request queue is full; retry later", Type: "rate_limit_error", Code: strp("rate_limit_exceeded")}
+	case errors.Is(err, engine.ErrClosed):
+		return &apiError{Status: http.StatusServiceUnavailable, Message: "the server is shutting down", Type: "server_error", Code: strp("unavailable")}
+	case errors.As(err, &pe):
+		return invalid(promptParam, "invalid_prompt", "%s", pe.Msg)
+	case errors.As(err, &pa):
+		param := pa.Param
+		if param == "sampling" {
+			param = ""
+		}
+		return invalid(param, "invalid_value", "%s", pa.Msg)
+	}
+	return &apiError{Status: http.StatusInternalServerError, Message: err.Error(), Type: "server_error", Code: strp("internal_error")}
+}
+
+// decode reads a JSON request body into v, mapping every failure to a 400
+// (or a 413 for a body over the limit).
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return &apiError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("request body is over %d bytes", mb.Limit), Type: "invalid_request_error", Code: strp("body_too_large")}
+		}
+		return invalid("", "invalid_body", "reading the request body: %v", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			param := strings.TrimPrefix(te.Field, "sampling.") // the embedded struct
+			field := param
+			if field == "" {
+				field = "request body"
+			}
+			return invalid(param, "invalid_type", "%s: want %s, got a JSON %s", field, describe(te.Type), te.Value)
+		case errors.As(err, &se):
+			return invalid("", "invalid_json", "request body is not valid JSON: %v (at byte %d)", err, se.Offset)
+		}
+		return invalid("", "invalid_json", "request body: %v", err)
+	}
+	return nil
+}
+
+// checkModel checks a request's model name.
+func (s *Server) checkModel(name string) *apiError {
+	if name == "" || name == s.cfg.ModelName {
+		return nil
+	}
+	return &apiError{Status: http.StatusNotFound, Message: fmt.Sprintf("The model `%s` does not exist; this server serves `%s`.", name, s.cfg.ModelName), Type: "invalid_request_error", Param: strp("model"), Code: strp("model_not_found")}
+}
+
+// card describes the served model.
+func (s *Server) card() modelCard {
+	return modelCard{ID: s.cfg.ModelName, Object: "model", Created: s.created, OwnedBy: "kvserve", MaxModelLen: s.b.ContextLength()}
+}
+
+// models answers GET /v1/models.
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, modelList{Object: "list", Data: []modelCard{s.card()}})
+}
+
+// model answers GET /v1/models/{id}.
+func (s *Server) model(w http.ResponseWriter, r *http.Request) {
+	if e := s.checkModel(r.PathValue("id")); e != nil {
+		writeError(w, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.card())
+}
+
+// health answers GET /health: 200 while serving, 503 while draining.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	if s.drain.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// newID returns a response id with the given prefix.
+func newID(prefix string) string {
+	var b [12]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// clientGone reports whether err means the client went away.
+func clientGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, ctx.Err())
+}
