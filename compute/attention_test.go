@@ -236,6 +236,26 @@ func TestAttentionPublic(t *testing.T) {
 	panics("MixRowsMulti with short out", func() { MixRowsMulti(q[:d], d, s, 0, 2, v, rows) })
 }
 
+// TestAttentionSteps checks the benchmarks' attention step, on every
+// kernel set, against the per-key loop model.attendOne used.
+func TestAttentionSteps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(57, 58))
+	const d = 64
+	for _, ks := range allSets() {
+		for _, c := range []struct{ nq, rows int }{{1, 37}, {3, 130}, {48, 67}} {
+			q, k, v := randF32(rng, c.nq*d), randF32(rng, c.rows*d), randF32(rng, c.rows*d)
+			s, got, want := make([]float32, c.nq*c.rows), make([]float32, c.nq*d), make([]float32, c.nq*d)
+			attention(&ks, got, s, q, k, v, c.nq, d, c.rows, 0.3)
+			attentionPerKey(want, s, q, k, v, c.nq, d, c.rows, 0.3)
+			for i := range want {
+				if math.Abs(float64(got[i]-want[i])) > 1e-5 {
+					t.Fatalf("%s: attention of %d queries over %d keys, output %d: %v, want %v", ks.name, c.nq, c.rows, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
 func TestAttentionAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(51, 52))
 	const d, rows, nq = 72, 300, 29
@@ -250,6 +270,7 @@ func TestAttentionAllocs(t *testing.T) {
 			ScoresMulti(s, rows, q, nq, k, rows, 0.1)
 			Softmax(s[:rows+3])
 			ExpF32(s[:rows+3], s[:rows+3])
+			Scale(s[:rows+3], 1/ExpSub(s[:rows+3], s[:rows+3], MaxF32(s[:rows+3])))
 			MixRows(out[:d], s, v, rows)
 			MixRowsBF16(out[:d], s, vb, rows)
 			MixRowsMulti(out, d, s, rows, nq, v, rows)
@@ -263,21 +284,28 @@ func TestAttentionAllocs(t *testing.T) {
 
 // attention runs one step of attention for nq queries that share a KV
 // head over rows cached keys and values, in the way the KV cache will call
-// the kernels: scores, softmax, weighted sum of values.
+// the kernels: scores, unnormalised softmax (MaxF32, ExpSub), weighted sum
+// of values, and the outputs scaled by 1/Σ.
 func attention(ks *kernelSet, out, s, q, k, v []float32, nq, d, rows int, scale float32) {
+	var sums [64]float32
 	if nq == 1 {
 		ks.scores(s[:rows], q, k, scale)
-		Softmax(s[:rows])
-		clear(out[:d])
-		ks.mixRows(out[:d], s[:rows], v)
-		return
+	} else {
+		ks.scoresMulti(s, rows, q, nq, d, k, rows, scale)
 	}
-	ks.scoresMulti(s, rows, q, nq, d, k, rows, scale)
 	for i := range nq {
-		Softmax(s[i*rows : (i+1)*rows])
+		si := s[i*rows : (i+1)*rows]
+		sums[i] = ks.expSum(si, si, ks.maxF32(si))
 	}
 	clear(out[:nq*d])
-	ks.mixRowsMulti(out, d, s, rows, nq, d, v, rows)
+	if nq == 1 {
+		ks.mixRows(out[:d], s[:rows], v)
+	} else {
+		ks.mixRowsMulti(out, d, s, rows, nq, d, v, rows)
+	}
+	for i := range nq {
+		ks.scal(out[i*d:(i+1)*d], 1/sums[i])
+	}
 }
 
 // attentionPerKey is how model.attendOne did it: one Dot and one Axpy per

@@ -90,6 +90,29 @@ func scalGeneric(x []float32, a float32) {
 	}
 }
 
+// MaxF32 returns the largest element of x, which must not be empty.
+func MaxF32(x []float32) float32 {
+	if len(x) == 0 {
+		panic("compute.MaxF32 of nothing")
+	}
+	return kernels.maxF32(x)
+}
+
+// ExpSub sets dst[i] = exp(src[i] − m), with ExpF32's exp, and returns the
+// sum of dst[:len(src)]. dst may be src. With m = MaxF32(src) it is the
+// unnormalised softmax: attention can mix values with these weights and
+// scale the len(out) outputs by 1/sum afterwards, saving a pass over the
+// scores, or keep a running max and sum across blocks of keys.
+func ExpSub(dst, src []float32, m float32) (sum float32) {
+	if len(dst) < len(src) {
+		panic("compute.ExpSub: dst shorter than src")
+	}
+	return kernels.expSum(dst[:len(src)], src, m)
+}
+
+// Scale multiplies every element of x by a.
+func Scale(x []float32, a float32) { kernels.scal(x, a) }
+
 // Softmax replaces x with exp(x − max) / Σ exp(x − max), using ExpF32's
 // exp, in three vectorised passes (max; exp and sum; scale). Entries of
 // −Inf (masked keys) become 0; x needs at least one finite entry, or all

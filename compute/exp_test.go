@@ -261,6 +261,7 @@ func BenchmarkSoftmax(b *testing.B) {
 				copy(x, src)
 				softmaxF64(x)
 			}
+			b.ReportMetric(float64(n)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "Gelem/s")
 		})
 		for _, ks := range allSets() {
 			b.Run(fmt.Sprintf("%s/%d", ks.name, n), func(b *testing.B) {
@@ -270,6 +271,7 @@ func BenchmarkSoftmax(b *testing.B) {
 					copy(x, src)
 					Softmax(x)
 				}
+				b.ReportMetric(float64(n)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "Gelem/s")
 			})
 		}
 	}
