@@ -135,32 +135,48 @@ type AnswerDiff struct {
 // of the same press and ratio; it returns how many records both have, how
 // many answers are identical, and the ones that differ.
 func CompareAnswers(run *Run, ref []ReferenceAnswer) (both, same int, diffs []AnswerDiff) {
-	ours := map[string]RecordResult{}
+	both, same, _, _, diffs = compareAnswers(run, ref)
+	return both, same, diffs
+}
+
+// compareAnswers also counts the correct answers of each side over the
+// records both have.
+func compareAnswers(run *Run, ref []ReferenceAnswer) (both, same, ours, theirs int, diffs []AnswerDiff) {
+	mine := map[string]RecordResult{}
 	for _, r := range run.Records {
 		if r.Turn == 1 {
-			ours[r.ID] = r
+			mine[r.ID] = r
 		}
 	}
 	for _, a := range ref {
 		if a.Press != run.Press || a.Ratio != run.Ratio {
 			continue
 		}
-		r, ok := ours[a.ID]
+		r, ok := mine[a.ID]
 		if !ok {
 			continue
 		}
 		both++
+		if r.Correct {
+			ours++
+		}
+		if a.Correct {
+			theirs++
+		}
 		if !r.Skipped && r.Answer == strings.TrimSpace(a.Answer) {
 			same++
 			continue
 		}
 		diffs = append(diffs, AnswerDiff{ID: a.ID, Ours: r.Answer, Theirs: a.Answer, Skipped: r.Skipped, PromptTokens: r.PromptTokens})
 	}
-	return both, same, diffs
+	return both, same, ours, theirs, diffs
 }
 
-// WriteComparison prints both comparisons for every run of a report.
-func WriteComparison(w io.Writer, rep *Report, base *Baseline, ref []ReferenceAnswer) {
+// WriteComparison prints both comparisons for every run of a report, then
+// (with reference answers) a summary table of correct answers side by side.
+// verbose lists every differing answer.
+func WriteComparison(w io.Writer, rep *Report, base *Baseline, ref []ReferenceAnswer, verbose bool) {
+	defer writeSummary(w, rep, ref)
 	for _, run := range rep.Runs {
 		if base != nil && run.Press == "none" {
 			fmt.Fprintf(w, "press %s vs baseline, per cell (correct/n)\n", run.Press)
@@ -179,6 +195,9 @@ func WriteComparison(w io.Writer, rep *Report, base *Baseline, ref []ReferenceAn
 				continue
 			}
 			fmt.Fprintf(w, "press %s ratio %.3g: %d of %d first-turn answers identical to the reference (%.1f %%)\n", run.Press, run.Ratio, same, both, 100*float64(same)/float64(both))
+			if !verbose && run.Press != "none" {
+				continue
+			}
 			for _, d := range diffs {
 				why := ""
 				if d.Skipped {
@@ -187,5 +206,26 @@ func WriteComparison(w io.Writer, rep *Report, base *Baseline, ref []ReferenceAn
 				fmt.Fprintf(w, "  differs: %s: %q vs %q%s\n", d.ID, d.Ours, d.Theirs, why)
 			}
 		}
+	}
+}
+
+// writeSummary prints, per run, correct answers of kvserve and of the
+// reference over the same records, the identical answers, and the KV bytes
+// held relative to a full bf16 cache.
+func writeSummary(w io.Writer, rep *Report, ref []ReferenceAnswer) {
+	if ref == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n%-22s %6s %9s %10s %10s %10s\n", "press", "ratio", "kvserve", "reference", "identical", "KV/full")
+	for _, run := range rep.Runs {
+		both, same, ours, theirs, _ := compareAnswers(run, ref)
+		if both == 0 {
+			continue
+		}
+		kv := 0.0
+		if run.FullKVBytes > 0 {
+			kv = float64(run.KVBytes) / float64(run.FullKVBytes)
+		}
+		fmt.Fprintf(w, "%-22s %6.3g %5d/%-3d %6d/%-3d %6d/%-3d %10.3f\n", run.Press, run.Ratio, ours, both, theirs, both, same, both, kv)
 	}
 }

@@ -193,6 +193,7 @@ func benchCompare(args []string, stdout, stderr io.Writer) error {
 	result := fs.String("result", "", "accuracy result written by --out")
 	baseline := fs.String("baseline", "", "per task × length × turn baseline table")
 	reference := fs.String("reference", "", "reference answers, one JSON object a line")
+	verbose := fs.Bool("v", false, "list every answer that differs from the reference")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -215,6 +216,6 @@ func benchCompare(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	bench.WriteComparison(stdout, rep, base, ref)
+	bench.WriteComparison(stdout, rep, base, ref, *verbose)
 	return nil
 }
