@@ -11,8 +11,6 @@ import (
 	"strings"
 
 	"github.com/kvserve/kvserve/bench"
-	"github.com/kvserve/kvserve/compute"
-	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/kvcache/press"
 )
@@ -49,14 +47,13 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			"scores exact matches after trimming white space. Prints a task × length ×\n"+
 			"turn table; a progress bar goes to stderr. Prompts longer than the model's\n"+
 			"context are reported as skipped, never cut.", stderr)
-	modelDir := fs.String("model", "", "Hugging Face model folder (default: the bundled tinychat)")
+	mf := addModelFlags(fs)
 	data := fs.String("data", "", "JSONL task set (e.g. ../shared/bench/dev.jsonl)")
 	tasks := fs.String("tasks", "", "comma-separated tasks to run (default: all)")
 	lengths := fs.String("lengths", "", "comma-separated target lengths, e.g. 1000,2000 (default: all)")
 	perCell := fs.Int("per-cell", 0, "records per task × length (0: all)")
 	turns := fs.Int("turns", 0, "turns per record (0: all)")
 	out := fs.String("out", "", "write the results as JSON to this file")
-	threads := fs.Int("threads", 0, "worker threads (0: one per CPU)")
 	presses := fs.String("press", "none", "comma-separated compression methods ("+strings.Join(press.Names(), ", ")+"); none = full cache")
 	ratios := fs.String("ratio", "0.5", "comma-separated fractions of the KV cache to remove")
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
@@ -88,13 +85,9 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			configs = append(configs, p)
 		}
 	}
-	var lens []int
-	for _, f := range splitList(*lengths) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			return usageError{fmt.Sprintf("--lengths: %q is not a positive number", f)}
-		}
-		lens = append(lens, n)
+	lens, err := positiveInts("--lengths", *lengths)
+	if err != nil {
+		return err
 	}
 	recs, err := bench.ReadRecords(*data)
 	if err != nil {
@@ -104,13 +97,11 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	if len(recs) == 0 {
 		return fmt.Errorf("no records of %s match --tasks %q --lengths %q", *data, *tasks, *lengths)
 	}
-	pool := compute.NewPool(*threads)
-	defer pool.Close()
-	b, err := engine.Open(*modelDir, pool)
+	b, _, closeAll, err := mf.open()
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer closeAll()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	runs, err := bench.Accuracy(ctx, b, recs, configs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Format: format})
@@ -135,45 +126,28 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func benchPerf(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench perf", "[--model DIR] [--prompt-tokens 512,2048] [--gen-tokens 128] [--threads N] [--json]",
 		"Times prefill of each prompt length (TTFT) and greedy decoding after the\n"+
 			"first prompt, on reproducible random token ids. The best of --repeats runs\n"+
 			"counts.", stderr)
-	modelDir := fs.String("model", "", "Hugging Face model folder (default: the bundled tinychat)")
+	mf := addModelFlags(fs)
 	promptTokens := fs.String("prompt-tokens", "512,2048", "comma-separated prompt lengths")
 	genTokens := fs.Int("gen-tokens", 128, "tokens to decode after the first prompt")
 	repeats := fs.Int("repeats", 3, "repetitions per measurement (the best counts)")
-	threads := fs.Int("threads", 0, "worker threads (0: one per CPU)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var lens []int
-	for _, f := range splitList(*promptTokens) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			return usageError{fmt.Sprintf("--prompt-tokens: %q is not a positive number", f)}
-		}
-		lens = append(lens, n)
-	}
-	pool := compute.NewPool(*threads)
-	defer pool.Close()
-	b, err := engine.Open(*modelDir, pool)
+	lens, err := positiveInts("--prompt-tokens", *promptTokens)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	b, pool, closeAll, err := mf.open()
+	if err != nil {
+		return err
+	}
+	defer closeAll()
 	rep, err := bench.Perf(context.Background(), b, pool, bench.PerfOptions{PromptTokens: lens, GenTokens: *genTokens, Repeats: *repeats})
 	if err != nil {
 		return err

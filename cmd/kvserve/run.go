@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/tokenizer"
 	"github.com/kvserve/kvserve/tokenizer/chat"
@@ -21,7 +20,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		"Generates text and streams it to standard output. --prompt is raw text (special\n"+
 			"tokens written in it are recognised); --chat wraps TEXT in the model's chat\n"+
 			"template as one user turn; --prompt-ids gives token ids directly.", stderr)
-	modelDir := fs.String("model", "", "Hugging Face model folder (default: the bundled tinychat)")
+	mf := addModelFlags(fs)
 	prompt := fs.String("prompt", "", "raw prompt text")
 	promptIDs := fs.String("prompt-ids", "", "comma-separated prompt token ids")
 	chatText := fs.String("chat", "", "one user message, rendered with the chat template")
@@ -33,7 +32,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating through stop tokens")
 	asJSON := fs.Bool("json", false, `print one JSON object {"prompt_ids","output_ids","text"} instead of streaming`)
 	withLogits := fs.Bool("logits", false, "with --json, add last_logits: all logits at the last prompt position")
-	threads := fs.Int("threads", 0, "worker threads (0: one per CPU)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,13 +59,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err := sampling.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
-	pool := compute.NewPool(*threads)
-	defer pool.Close()
-	b, err := engine.Open(*modelDir, pool)
+	b, _, closeAll, err := mf.open()
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer closeAll()
 
 	var ids []int
 	switch {
