@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -21,13 +22,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"perf":     benchPerf,
 		"serve":    benchServe,
 		"compare":  benchCompare,
+		"plot":     benchPlot,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare) [flags]\n\n"+
 			"  accuracy  long-context task accuracy (greedy, exact match) on a JSONL task set\n"+
 			"  perf      prefill and decode speed, TTFT, memory\n"+
 			"  serve     load a running server: multi-turn shared-context chats, TTFT, ITL, throughput\n"+
-			"  compare   compare an accuracy result with a baseline table and reference answers")
+			"  compare   compare an accuracy result with a baseline table and reference answers\n"+
+			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
 		}
@@ -35,7 +38,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, ok := subs[args[0]]
 	if !ok {
-		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve or compare)", args[0])}
+		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve, compare or plot)", args[0])}
 	}
 	return sub(args[1:], stdout, stderr)
 }
@@ -56,12 +59,17 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "write the results as JSON to this file")
 	presses := fs.String("press", "none", "comma-separated compression methods ("+strings.Join(press.Names(), ", ")+"); none = full cache")
 	ratios := fs.String("ratio", "0.5", "comma-separated fractions of the KV cache to remove")
+	sweep := fs.Bool("sweep", false, "every method × ratios 0.25,0.5,0.75,0.875 plus none; with --out also writes a PNG plot beside it")
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *data == "" {
 		return usageError{"--data is required"}
+	}
+	if *sweep {
+		*presses = "none," + strings.Join(press.Names(), ",")
+		*ratios = "0.25,0.5,0.75,0.875"
 	}
 	format, err := kvcache.ParseFormat(*kvFormat)
 	if err != nil {
@@ -122,6 +130,13 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s\n", *out)
+		if *sweep {
+			png := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".png"
+			if err := bench.PlotAccuracy(&rep, fmt.Sprintf("%s on %s", b.Name, filepath.Base(*data)), png); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "wrote %s\n", png)
+		}
 	}
 	return nil
 }
@@ -191,5 +206,33 @@ func benchCompare(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	bench.WriteComparison(stdout, rep, base, ref, *verbose)
+	return nil
+}
+
+func benchPlot(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench plot", "--result FILE.json --out FILE.png [--title T]",
+		"Draws accuracy against KV bytes held (relative to a full bf16 cache), one\n"+
+			"line per compression method across its ratios, from the output of\n"+
+			"'kvserve bench accuracy --out'.", stderr)
+	result := fs.String("result", "", "accuracy result written by --out")
+	out := fs.String("out", "", "PNG file to write")
+	title := fs.String("title", "", "plot title (default: the result's model and data)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *result == "" || *out == "" {
+		return usageError{"--result and --out are required"}
+	}
+	rep, err := bench.ReadReport(*result)
+	if err != nil {
+		return err
+	}
+	if *title == "" {
+		*title = fmt.Sprintf("%s on %s", rep.Model, rep.Data)
+	}
+	if err := bench.PlotAccuracy(rep, *title, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", *out)
 	return nil
 }
