@@ -228,7 +228,7 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 		caches[i] = c
 		if p != nil {
 			t0 := time.Now()
-			err = p.Apply(b.Net, c, obs)
+			err = p.Compress(b.Net, c, obs)
 			runs[i].CompressSeconds += time.Since(t0).Seconds()
 		}
 		if err != nil {

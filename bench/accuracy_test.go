@@ -143,3 +143,22 @@ func TestCompareBaseline(t *testing.T) {
 		t.Fatalf("both %d same %d diffs %+v", both, same, diffs)
 	}
 }
+
+func TestPlotAccuracy(t *testing.T) {
+	rep := &Report{Runs: []*Run{
+		{Press: "none", KVBytes: 100, FullKVBytes: 100, Correct: 5, Total: 10},
+		{Press: "keydiff", Ratio: 0.5, KVBytes: 52, FullKVBytes: 100, Correct: 4, Total: 10},
+		{Press: "keydiff", Ratio: 0.75, KVBytes: 27, FullKVBytes: 100, Correct: 2, Total: 10},
+	}}
+	path := t.TempDir() + "/p.png"
+	if err := PlotAccuracy(rep, "test", path); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) < 1000 || string(data[1:4]) != "PNG" {
+		t.Fatalf("plot file: %d bytes, err %v", len(data), err)
+	}
+	if err := PlotAccuracy(&Report{}, "empty", path); err == nil {
+		t.Error("plot of no runs succeeded")
+	}
+}

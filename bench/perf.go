@@ -46,6 +46,7 @@ type PerfReport struct {
 	Prefill     []PrefillResult `json:"prefill"`
 	Decode      DecodeResult    `json:"decode"`
 	PeakRSS     int64           `json:"peak_rss_bytes"`
+	Machine     Machine         `json:"machine"`
 }
 
 // promptIDs returns n reproducible token ids that avoid the special tokens
@@ -130,6 +131,7 @@ func Perf(ctx context.Context, b *engine.Bundle, pool *compute.Pool, opt PerfOpt
 			GBs: float64(rep.WeightBytes) * float64(opt.GenTokens) / s / 1e9}
 	}
 	rep.PeakRSS = peakRSS()
+	rep.Machine = MeasureMachine(pool.Threads())
 	return rep, nil
 }
 
@@ -145,4 +147,18 @@ func (r *PerfReport) Table(w io.Writer) {
 			"decode", r.Decode.Tokens, r.Decode.TokPerS, "", "", "", r.Decode.GBs, r.Decode.AfterPrompt)
 	}
 	fmt.Fprintf(w, "peak RSS %.1f MB\n", float64(r.PeakRSS)/1e6)
+	mc := r.Machine
+	if mc.Threads == 0 {
+		return
+	}
+	fmt.Fprintf(w, "machine %s: fp32 FMA %.1f GFLOP/s per core, %.1f on %d threads; memory read %.1f GB/s per core, %.1f on %d threads\n",
+		mc.CPU, mc.FMAGFLOPsPerCore, mc.FMAGFLOPs, mc.Threads, mc.ReadGBsPerCore, mc.ReadGBs, mc.Threads)
+	fmt.Fprintf(w, "roofline:")
+	for _, p := range r.Prefill {
+		fmt.Fprintf(w, " prefill %d at %.0f%% of FMA peak;", p.Tokens, 100*p.GFLOPs/mc.FMAGFLOPs)
+	}
+	if r.Decode.Tokens > 0 {
+		fmt.Fprintf(w, " decode weights at %.0f%% of read bandwidth", 100*r.Decode.GBs/mc.ReadGBs)
+	}
+	fmt.Fprintln(w)
 }

@@ -38,6 +38,10 @@ type Job struct {
 	// N is the number of choices (0 means 1). The prompt is computed once
 	// and its cache forked for each further choice.
 	N int
+	// Salt names the tenant whose cached prefixes the job may reuse and
+	// add to; jobs of different salts never share a cache ("" is a tenant
+	// like any other).
+	Salt string
 }
 
 // Finish reasons that only the scheduler gives, beside FinishStop and
@@ -64,18 +68,36 @@ type ParamError struct {
 func (e *ParamError) Error() string { return e.Param + ": " + e.Msg }
 
 // CacheAllocator hands out KV caches and accounts for their memory. The
-// scheduler calls Acquire, Fork, Release and Stats from its own goroutine
-// only; SeqBytes, a pure function, from any goroutine.
+// scheduler calls it from its own goroutine only, except SeqBytes, a pure
+// function, which it may call from any goroutine.
+//
+// An allocator may keep the caches it is given back (a prefix cache) and
+// hand their tokens to later sequences of the same salt; Cached, Share and
+// Reclaim exist for it, and an allocator without one answers 0 and does
+// nothing.
 type CacheAllocator interface {
-	// Acquire returns a cache for a sequence that starts with prompt. It
-	// may already hold a prefix of prompt (Next() > 0, a cached prefix);
-	// the scheduler then computes only the rest.
-	Acquire(prompt []int) (*kvcache.Seq, error)
+	// Cached returns how many leading tokens of prompt Acquire would find
+	// cached for salt now. It changes nothing; the scheduler asks it of
+	// waiting requests to choose among them.
+	Cached(salt string, prompt []int) int
+	// Acquire returns a cache for a sequence of salt that starts with
+	// prompt. It may already hold a prefix of prompt (Next() > 0, at most
+	// len(prompt)−1 tokens); the scheduler then computes only the rest.
+	Acquire(salt string, prompt []int) (*kvcache.Seq, error)
 	// Fork returns a new cache that holds the first n tokens of src.
 	Fork(src *kvcache.Seq, n int) (*kvcache.Seq, error)
+	// Share offers the tokens that s holds, in order, to later sequences of
+	// salt while s stays in use (the scheduler calls it once a prompt is
+	// computed, so that requests waiting on the same prefix reuse it).
+	Share(s *kvcache.Seq, salt string, tokens []int)
 	// Release gives a cache back. tokens are the ids it holds, in order,
-	// so that an allocator with a prefix cache can keep them for later.
-	Release(s *kvcache.Seq, tokens []int)
+	// so that a prefix cache can keep them for later requests of salt; nil
+	// tokens mean the cache is not to be kept.
+	Release(s *kvcache.Seq, salt string, tokens []int)
+	// Reclaim drops kept caches that no sequence uses, least recently used
+	// first, until at least bytes are freed or none is left, and returns
+	// the bytes freed.
+	Reclaim(bytes int64) int64
 	// SeqBytes returns the most bytes a sequence of n tokens takes.
 	SeqBytes(n int) int64
 	// Stats reports the memory in use and the budget.
@@ -88,6 +110,9 @@ type CacheStats struct {
 	Capacity   int64 // the budget in bytes; 0 means none
 	UsedBlocks int
 	FreeBlocks int // blocks the budget still allows; -1 without a budget
+	// A prefix cache's contents and traffic (zero without one).
+	PrefixTokens    int   // distinct tokens kept for reuse
+	PrefixEvictions int64 // kept caches dropped to make room, since start
 }
 
 // Observer receives the scheduler's measurements, for metrics. Its methods

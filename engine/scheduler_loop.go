@@ -3,9 +3,11 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
+	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/tokenizer"
 )
@@ -62,6 +64,10 @@ type loopState struct {
 	owners []*seq
 
 	totals SchedulerStats // the cumulative counters
+
+	// stalled stops admission after the KV budget had no room for the
+	// request picked, until a cache comes back.
+	stalled bool
 }
 
 // publish copies the loop's state into the scheduler's snapshot.
@@ -106,10 +112,30 @@ func (l *loopState) reap() {
 	l.running = slices.DeleteFunc(l.running, func(r *request) bool { return r.ended })
 }
 
-// admit moves queued requests into the batch, first come first served,
-// while there are batch places and KV budget for them.
+// Admission policy. Among the first pickWindow queued requests, the one
+// with the longest cached prefix goes first (SGLang's longest-prefix-first:
+// it computes least and keeps its prefix warm), ties to the earliest; a
+// request passed over maxSkips times goes first, so none starves. A request
+// whose prompt shares at least sharedWait uncached tokens with a prompt the
+// batch is still computing waits for it: once computed that prompt is
+// cached (CacheAllocator.Share), and the shared part is computed once.
+const (
+	pickWindow = 16
+	maxSkips   = 8
+	sharedWait = 32
+)
+
+// errNoRoom is start's answer when the KV budget cannot take a request
+// until running ones finish.
+var errNoRoom = errors.New("engine: no KV room until running requests finish")
+
+// admit moves queued requests into the batch while there are batch places
+// and KV budget for them.
 func (l *loopState) admit() {
 	s := l.s
+	if l.stalled {
+		return
+	}
 	slots, held := 0, int64(0)
 	for _, r := range l.running {
 		slots += r.slots()
@@ -117,19 +143,21 @@ func (l *loopState) admit() {
 	}
 	budget := s.budget
 	for {
+		r := l.pick(s.cfg.MaxBatch - slots)
+		if r == nil || (budget > 0 && held+r.reserve > budget) {
+			return
+		}
+		err := l.start(r)
+		if errors.Is(err, errNoRoom) {
+			l.stalled = true // until a cache comes back
+			return
+		}
 		s.mu.Lock()
-		if len(s.queue) == 0 {
-			s.mu.Unlock()
-			return
+		if i := slices.Index(s.queue, r); i >= 0 {
+			s.queue = slices.Delete(s.queue, i, i+1)
 		}
-		r := s.queue[0]
-		if slots+r.n > s.cfg.MaxBatch || (budget > 0 && held+r.reserve > budget) {
-			s.mu.Unlock()
-			return
-		}
-		s.queue = s.queue[1:]
 		s.mu.Unlock()
-		if err := l.start(r); err != nil {
+		if err != nil {
 			l.fail(r, err)
 			continue
 		}
@@ -139,18 +167,102 @@ func (l *loopState) admit() {
 	}
 }
 
-// start gives a request its first cache and its choices.
+// pick chooses the queued request to admit next under the admission policy
+// above, or nil if none may go now. Only the loop removes requests from the
+// queue, so the ones it sees stay queued while it looks at them.
+func (l *loopState) pick(free int) *request {
+	s := l.s
+	s.mu.Lock()
+	window := slices.Clone(s.queue[:min(len(s.queue), pickWindow)])
+	s.mu.Unlock()
+	var best *request
+	bestCached := -1
+	for _, r := range window {
+		if r.skipped >= maxSkips { // its turn, even if it must wait for places
+			if r.n > free {
+				return nil
+			}
+			best = r
+			break
+		}
+		if r.n > free {
+			continue
+		}
+		cached := l.s.cfg.Cache.Cached(r.job.Salt, r.job.Prompt)
+		if l.computing(r, cached) {
+			continue
+		}
+		if cached > bestCached {
+			best, bestCached = r, cached
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	for _, r := range window {
+		if r == best {
+			break
+		}
+		r.skipped++
+	}
+	return best
+}
+
+// computing reports whether a request in the batch is still computing a
+// prompt of r's salt that shares at least sharedWait tokens with r's
+// prompt beyond the cached ones.
+func (l *loopState) computing(r *request, cached int) bool {
+	for _, q := range l.running {
+		if q.prefilled || q.ended || q.job.Salt != r.job.Salt {
+			continue
+		}
+		a, b := r.job.Prompt, q.job.Prompt
+		n := min(len(a), len(b))
+		if n < cached+sharedWait {
+			continue
+		}
+		i := 0
+		for i < n && a[i] == b[i] {
+			i++
+		}
+		if i >= cached+sharedWait {
+			return true
+		}
+	}
+	return false
+}
+
+// start gives a request its first cache and its choices. Under a KV budget
+// it makes sure the pool can hold what the batch may grow to with r in it,
+// or answers errNoRoom.
 func (l *loopState) start(r *request) error {
 	s := l.s
+	c := s.cfg.Cache
 	prompt := r.job.Prompt
-	cache, err := s.cfg.Cache.Acquire(prompt)
+	cache, err := c.Acquire(r.job.Salt, prompt)
 	if err != nil {
 		return fmt.Errorf("engine: KV cache for a %d-token prompt: %w", len(prompt), err)
 	}
 	if cache.Next() >= len(prompt) { // all cached: recompute the last token for its logits
 		if err := cache.Truncate(len(prompt) - 1); err != nil {
-			s.cfg.Cache.Release(cache, nil)
+			c.Release(cache, r.job.Salt, nil)
 			return err
+		}
+	}
+	if s.budget > 0 && !l.room(r, cache) {
+		c.Release(cache, r.job.Salt, nil)
+		if len(l.running) > 0 {
+			return errNoRoom
+		}
+		// Alone and still short: what is left is the prefix r itself
+		// holds. Drop every kept cache and start from nothing.
+		c.Reclaim(math.MaxInt64)
+		if cache, err = c.Acquire(r.job.Salt, prompt[:0]); err != nil {
+			return fmt.Errorf("engine: KV cache for a %d-token prompt: %w", len(prompt), err)
+		}
+		if !l.room(r, cache) {
+			c.Release(cache, r.job.Salt, nil)
+			return fmt.Errorf("engine: %d-token prompt: %w", len(prompt), kvcache.ErrBudget)
 		}
 	}
 	r.cached = cache.Next()
@@ -172,6 +284,33 @@ func (l *loopState) start(r *request) error {
 	l.totals.CachedTokens += int64(r.cached)
 	l.obs.Admitted(time.Since(r.submitted), len(prompt), r.cached)
 	return nil
+}
+
+// room reports whether the pool can hold the batch at its largest with r
+// in it — every running choice grown to its reservation, r from its cache
+// on, and the partly filled blocks that sharing prompts copies — evicting
+// kept caches that nobody uses if it must.
+func (l *loopState) room(r *request, cache *kvcache.Seq) bool {
+	c := l.s.cfg.Cache
+	need := r.reserve - cache.Bytes() + c.SeqBytes(1)
+	for _, q := range l.running {
+		if !q.prefilled { // the fork its prompt will be shared by
+			need += c.SeqBytes(1)
+		}
+		grown := q.held()
+		for _, sq := range q.seqs {
+			if !sq.done && sq.cache != nil {
+				grown -= sq.cache.Bytes()
+			}
+		}
+		need += max(0, grown)
+	}
+	over := c.Stats().UsedBytes + need - l.s.budget
+	if over <= 0 {
+		return true
+	}
+	c.Reclaim(over)
+	return c.Stats().UsedBytes+need <= l.s.budget
 }
 
 // step runs one batched forward pass: a prompt chunk for each request
@@ -211,6 +350,7 @@ func (l *loopState) step() {
 	if len(l.steps) == 0 {
 		return
 	}
+	l.makeRoom()
 	t0 := time.Now()
 	ok := l.forward()
 	l.totals.Steps++
@@ -233,6 +373,26 @@ func (l *loopState) step() {
 	l.obs.Step(StepInfo{Sequences: len(l.steps), PrefillTokens: prefill, DecodeTokens: decode, Sampled: int(l.totals.Sampled - sampled), Elapsed: elapsed})
 	clear(l.owners)
 	clear(l.steps)
+}
+
+// makeRoom evicts kept caches if the pool lacks the blocks l.steps may
+// take. Admission leaves room for every running choice's reservation, so
+// this only takes back what the allocator kept since (a prompt shared once
+// computed).
+func (l *loopState) makeRoom() {
+	budget := l.s.budget
+	if budget <= 0 {
+		return
+	}
+	c := l.s.cfg.Cache
+	need := int64(0)
+	for _, st := range l.steps {
+		n := st.Cache.Next()
+		need += c.SeqBytes(n+len(st.Tokens)) - c.SeqBytes(n) + c.SeqBytes(1) // + a copy-on-write
+	}
+	if short := c.Stats().UsedBytes + need - budget; short > 0 {
+		c.Reclaim(short)
+	}
 }
 
 // forward runs l.steps and reports which succeeded. A batch that fails its
@@ -291,6 +451,7 @@ func (l *loopState) forwardSafe(steps []model.Step) (err error) {
 func (l *loopState) prefilled(r *request) {
 	r.prefilled = true
 	first := r.seqs[0]
+	l.s.cfg.Cache.Share(first.cache, r.job.Salt, r.job.Prompt)
 	for _, q := range r.seqs[1:] {
 		c, err := l.s.cfg.Cache.Fork(first.cache, len(r.job.Prompt))
 		if err != nil {
@@ -359,7 +520,7 @@ func (l *loopState) finish(q *seq, why Finish) {
 	} else {
 		text += q.stop.flush()
 	}
-	l.release(q)
+	l.release(q, true)
 	r.live--
 	l.obs.Finished(why, len(q.out))
 	last := r.live == 0
@@ -367,12 +528,18 @@ func (l *loopState) finish(q *seq, why Finish) {
 	r.stream.push(last, r.usage(), Event{Choice: q.choice, Text: text, Token: -1, Finish: why})
 }
 
-// release gives a choice's cache back.
-func (l *loopState) release(q *seq) {
+// release gives a choice's cache back; with keep, the allocator may keep
+// its tokens for later requests.
+func (l *loopState) release(q *seq, keep bool) {
 	q.done = true
 	if q.cache != nil {
-		l.s.cfg.Cache.Release(q.cache, q.tokens())
+		var tokens []int
+		if keep {
+			tokens = q.tokens()
+		}
+		l.s.cfg.Cache.Release(q.cache, q.r.job.Salt, tokens)
 		q.cache = nil
+		l.stalled = false
 	}
 }
 
@@ -388,7 +555,7 @@ func (l *loopState) fail(r *request, err error) {
 	}
 	for _, q := range r.seqs {
 		if !q.done {
-			l.release(q)
+			l.release(q, why == FinishCancelled) // a failed pass may have left it half written
 			l.obs.Finished(why, len(q.out))
 		}
 	}

@@ -18,6 +18,7 @@ type request struct {
 	reserve   int64 // KV bytes held back for it while it runs
 	stream    *Stream
 	submitted time.Time
+	skipped   int // times a later request was admitted first
 
 	// Owned by the loop.
 	seqs       []*seq // one per choice; seqs[0] reads the prompt

@@ -40,8 +40,11 @@ type Pool struct {
 	blockBytes int64
 
 	mu    sync.Mutex
-	free  []*block
-	inUse int // blocks handed out
+	free  []*block // full-precision blocks only
+	inUse int      // blocks handed out
+	// used is the bytes the blocks handed out hold: BlockBytes each, less
+	// for blocks Seq.Quantize has sealed (KIVI, arXiv:2402.02750).
+	used int64
 }
 
 // block is BlockTokens tokens of one layer × KV head.
@@ -75,18 +78,19 @@ func (p *Pool) Stats() (used, available int) {
 	return p.inUse, p.availableLocked()
 }
 
-// UsedBytes returns the bytes of all blocks handed out.
+// UsedBytes returns the bytes of all blocks handed out, as stored: a
+// block sealed by Seq.Quantize counts its codes, scales and zeros.
 func (p *Pool) UsedBytes() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return int64(p.inUse) * p.blockBytes
+	return p.used
 }
 
 func (p *Pool) availableLocked() int {
 	if p.cfg.Budget <= 0 {
 		return -1
 	}
-	return max(0, int(p.cfg.Budget/p.blockBytes)-p.inUse)
+	return max(0, int((p.cfg.Budget-p.used)/p.blockBytes))
 }
 
 // alloc hands out n blocks, or none and ErrBudget when the budget would be
@@ -110,6 +114,7 @@ func (p *Pool) alloc(n int, force bool) ([]*block, error) {
 		out[i] = b
 	}
 	p.inUse += n
+	p.used += int64(n) * p.blockBytes
 	return out, nil
 }
 
@@ -131,7 +136,10 @@ func (p *Pool) release(bs []*block) {
 		b.refs--
 		if b.refs == 0 {
 			p.inUse--
-			p.free = append(p.free, b)
+			p.used -= b.bytes()
+			if b.k.q == nil && b.v.q == nil { // sealed blocks are not reused: the GC takes them
+				p.free = append(p.free, b)
+			}
 		} else if b.refs < 0 {
 			panic("kvcache: block released twice")
 		}

@@ -104,6 +104,9 @@ func (s *Seq) Append(layer, head int, k, v []float32, pos int) {
 	if s.pool.shared(b) {
 		b = s.cow(h, h.n/bt)
 	}
+	if b.k.q != nil || b.v.q != nil { // truncated into a sealed block
+		s.pool.unseal(b)
+	}
 	b.k.put(i, k)
 	b.v.put(i, v)
 	b.pos[i] = int32(pos)
@@ -230,12 +233,8 @@ func (s *Seq) Release() {
 	}
 }
 
-// Bytes returns the bytes of the blocks this sequence holds (a block shared
-// with another sequence counts in both).
-func (s *Seq) Bytes() int64 {
-	n := 0
-	for i := range s.heads {
-		n += len(s.heads[i].blocks)
-	}
-	return int64(n) * s.pool.blockBytes
-}
+// Bytes returns the bytes of the blocks this sequence holds, as stored
+// (a block shared with another sequence counts in both): BlockBytes for a
+// full-precision block, codes, float16 scales and zeros and positions for
+// one sealed by Quantize.
+func (s *Seq) Bytes() int64 { return s.StoredBytes() }

@@ -56,3 +56,8 @@ func (v View) Mix(out, p []float32, lo, hi int) {
 		p, lo = p[end:], lo+end
 	}
 }
+
+// Format returns how token j's key and value are stored: the pool's
+// format, or a KIVI format (arXiv:2402.02750) once Seq.Quantize has sealed
+// its block.
+func (v View) Format(j int) Format { return v.h.blocks[j/v.bt].k.format() }

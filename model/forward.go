@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/kvcache"
@@ -55,6 +56,8 @@ type workspace struct {
 	seq                 []int     // token → index of its step
 	pos                 []int     // token → position
 	logits              []float32
+	one                 [1]Step // Forward's single step, so it allocates nothing
+	attn                attnJob
 }
 
 func (ws *workspace) ensure(c *Config, n, tables int) {
@@ -86,12 +89,14 @@ func (m *Model) Forward(cache *kvcache.Seq, tokens []int, out Output) ([]float32
 }
 
 func (m *Model) forward(cache *kvcache.Seq, tokens []int, out Output, obs *Observer) ([]float32, error) {
-	steps := []Step{{Cache: cache, Tokens: tokens, Output: out, Observe: obs}}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	steps := m.ws.one[:]
+	steps[0] = Step{Cache: cache, Tokens: tokens, Output: out, Observe: obs}
+	defer clear(steps) // drop references to the caller's cache and tokens
 	if err := m.checkSteps(steps); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	v := m.Config.VocabSize
 	if need := out.rows(len(tokens)) * v; cap(m.ws.logits) < need {
 		m.ws.logits = make([]float32, need)
@@ -306,23 +311,7 @@ func (m *Model) attention(steps []Step, li, n int, observed bool) {
 	if c.Sliding[li] {
 		window = c.SlidingWindow
 	}
-	group := c.Heads / c.KVHeads
-	maxKeys := 0
-	for _, s := range steps {
-		for g := range c.KVHeads {
-			maxKeys = max(maxKeys, s.Cache.Len(li, g))
-		}
-	}
-	m.pool.For(n*c.Heads, 1, func(worker, lo, hi int) {
-		scores := m.pool.Scratch(worker, maxKeys)
-		for i := lo; i < hi; i++ {
-			t, hh := i/c.Heads, i%c.Heads
-			kv := steps[ws.seq[t]].Cache.View(li, hh/group)
-			q := ws.q[t*qd+hh*hd : t*qd+(hh+1)*hd]
-			dst := ws.att[t*qd+hh*hd : t*qd+(hh+1)*hd]
-			attendOne(dst, q, kv, ws.pos[t], window, c.AttnScale, c.AttnSoftcap, scores)
-		}
-	})
+	m.attend(steps, li, n, window)
 	m.pool.MatMul(ws.xn, ws.att, n, l.O)
 	for t := range n {
 		o := ws.xn[t*h : (t+1)*h]
@@ -382,4 +371,251 @@ func addTo(dst, src []float32) {
 	for i := range dst {
 		dst[i] += src[i]
 	}
+}
+
+// attnItem is one unit of attention work: the query heads of KV head g for
+// tokens [t0, t1) of the pass, all of one step. tiled items run blockwise
+// over raw cache blocks; the others query by query through the View.
+type attnItem struct {
+	step, g, t0, t1 int32
+	tiled           bool
+}
+
+// attnScratch is one worker's buffers for tiled attention.
+type attnScratch struct {
+	q, out, s []float32 // queries, outputs and scores of a tile
+	mx, sum   []float32 // running max and sum per query
+	kf, vf    []float32 // a bf16 block widened
+	jlo, jhi  []int     // per token: the block's keys it may see
+}
+
+// attnJob holds attention's arguments for the pool, so the loop needs no
+// closure, and hands out items dynamically: later tokens see more keys.
+type attnJob struct {
+	m       *Model
+	steps   []Step
+	li      int
+	window  int
+	tile    int // tokens per tiled item
+	maxKeys int
+	items   []attnItem
+	next    atomic.Int32
+	scratch []attnScratch
+	run     func(worker, lo, hi int) // runItems, bound once
+}
+
+// attnTileQueries is about how many query rows (tokens × grouped heads) a
+// tiled item takes: enough for the wide score kernels, small enough to keep
+// a tile's queries, scores and outputs in cache.
+const attnTileQueries = 48
+
+// attend computes ws.att for the n tokens of the pass from their queries
+// and the cache of layer li.
+func (m *Model) attend(steps []Step, li, n, window int) {
+	c := m.Config
+	ws := &m.ws
+	j := &ws.attn
+	if j.run == nil {
+		j.m = m
+		j.run = j.runItems
+	}
+	group := c.Heads / c.KVHeads
+	j.steps, j.li, j.window = steps, li, window
+	j.tile = max(1, attnTileQueries/group)
+	j.items = j.items[:0]
+	j.maxKeys = 0
+	t := 0
+	for si, s := range steps {
+		nt := len(s.Tokens)
+		for g := range c.KVHeads {
+			kv := s.Cache.View(li, g)
+			j.maxKeys = max(j.maxKeys, kv.Len())
+			if useGenericAttention || !kv.Plain() {
+				for tt := t + nt - 1; tt >= t; tt-- {
+					j.items = append(j.items, attnItem{step: int32(si), g: int32(g), t0: int32(tt), t1: int32(tt + 1)})
+				}
+				continue
+			}
+			// Last tiles first: they see the most keys.
+			for end := t + nt; end > t; end -= j.tile {
+				j.items = append(j.items, attnItem{step: int32(si), g: int32(g), t0: int32(max(t, end-j.tile)), t1: int32(end), tiled: true})
+			}
+		}
+		t += nt
+	}
+	threads := m.pool.Threads()
+	if len(j.scratch) < threads {
+		j.scratch = make([]attnScratch, threads)
+	}
+	j.next.Store(0)
+	m.pool.For(min(threads, len(j.items)), 1, j.run)
+	j.steps = nil
+}
+
+// useGenericAttention forces the query-by-query path. It is on by default:
+// the tiled path (tiled below) gave non-repeatable logits in about one pass
+// in ten (differences of ~2e-6, and once empty answers) on this machine,
+// found but not yet explained; TestTiledAttention keeps it tested until it
+// is fixed and switched back on.
+var useGenericAttention = true
+
+// runItems takes items until none are left.
+func (j *attnJob) runItems(worker, _, _ int) {
+	for {
+		i := int(j.next.Add(1)) - 1
+		if i >= len(j.items) {
+			return
+		}
+		it := j.items[i]
+		if it.tiled {
+			j.tiled(worker, it)
+			continue
+		}
+		m := j.m
+		c := m.Config
+		ws := &m.ws
+		hd, qd := c.HeadDim, c.Heads*c.HeadDim
+		group := c.Heads / c.KVHeads
+		kv := j.steps[it.step].Cache.View(j.li, int(it.g))
+		scores := m.pool.Scratch(worker, j.maxKeys)
+		for t := int(it.t0); t < int(it.t1); t++ {
+			for hh := int(it.g) * group; hh < (int(it.g)+1)*group; hh++ {
+				q := ws.q[t*qd+hh*hd : t*qd+(hh+1)*hd]
+				dst := ws.att[t*qd+hh*hd : t*qd+(hh+1)*hd]
+				attendOne(dst, q, kv, ws.pos[t], j.window, c.AttnScale, c.AttnSoftcap, scores)
+			}
+		}
+	}
+}
+
+// grow returns b with length n, reallocating only when it is too short.
+func grow[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	return b[:n]
+}
+
+// tiled computes one item's attention block by block over the raw cache:
+// all grouped query heads of a tile of tokens against each block with the
+// multi-query kernels, under an online softmax (a running max and sum per
+// query, rescaling the output when the max rises).
+func (j *attnJob) tiled(worker int, it attnItem) {
+	m := j.m
+	c := m.Config
+	ws := &m.ws
+	hd, qd := c.HeadDim, c.Heads*c.HeadDim
+	group := c.Heads / c.KVHeads
+	t0, t1 := int(it.t0), int(it.t1)
+	nt := t1 - t0
+	nq := nt * group
+	kv := j.steps[it.step].Cache.View(j.li, int(it.g))
+	bt := kv.BlockTokens()
+
+	sc := &j.scratch[worker]
+	sc.q = grow(sc.q, nq*hd)
+	sc.out = grow(sc.out, nq*hd)
+	sc.s = grow(sc.s, nq*bt)
+	sc.mx = grow(sc.mx, nq)
+	sc.sum = grow(sc.sum, nq)
+	sc.kf = grow(sc.kf, bt*hd)
+	sc.vf = grow(sc.vf, bt*hd)
+	sc.jlo = grow(sc.jlo, nt)
+	sc.jhi = grow(sc.jhi, nt)
+	q, out, s := sc.q, sc.out, sc.s
+	gw := group * hd
+	for tt := range nt {
+		t := t0 + tt
+		copy(q[tt*gw:(tt+1)*gw], ws.q[t*qd+int(it.g)*gw:t*qd+(int(it.g)+1)*gw])
+	}
+	clear(out)
+	negInf := float32(math.Inf(-1))
+	for i := range nq {
+		sc.mx[i], sc.sum[i] = negInf, 0
+	}
+	from := 0
+	if j.window > 0 {
+		from = ws.pos[t0] - j.window + 1
+	}
+	lo, hi := kv.Span(from, ws.pos[t1-1])
+	scale, softcap := c.AttnScale, c.AttnSoftcap
+	for bi := lo / bt; bi*bt < hi; bi++ {
+		bd, _ := kv.Block(bi)
+		// Each token sees the keys of the block in [jlo, jhi).
+		a, b := bd.N, 0
+		for tt := range nt {
+			p := ws.pos[t0+tt]
+			f := 0
+			if j.window > 0 {
+				f = p - j.window + 1
+			}
+			jl := firstPos(bd.Pos, f)
+			jh := firstPos(bd.Pos, p+1)
+			sc.jlo[tt], sc.jhi[tt] = jl, jh
+			if jl < jh {
+				a, b = min(a, jl), max(b, jh)
+			}
+		}
+		if a >= b {
+			continue
+		}
+		kb, vb := bd.K, bd.V
+		if kb == nil {
+			kb, vb = sc.kf[:bd.N*hd], sc.vf[:bd.N*hd]
+			compute.BF16ToF32(kb[a*hd:b*hd], bd.K16[a*hd:b*hd])
+			compute.BF16ToF32(vb[a*hd:b*hd], bd.V16[a*hd:b*hd])
+		}
+		compute.ScoresMulti(s[a:], bt, q, nq, kb[a*hd:b*hd], b-a, scale)
+		for i := range nq {
+			tt := i / group
+			jl, jh := sc.jlo[tt], sc.jhi[tt]
+			row := s[i*bt : i*bt+bt]
+			if jl >= jh {
+				clear(row[a:b])
+				continue
+			}
+			clear(row[a:jl])
+			clear(row[jh:b])
+			valid := row[jl:jh]
+			if softcap > 0 {
+				for k, v := range valid {
+					valid[k] = softcap * float32(math.Tanh(float64(v/softcap)))
+				}
+			}
+			if bm := compute.MaxF32(valid); bm > sc.mx[i] {
+				if sc.sum[i] != 0 {
+					alpha := float32(math.Exp(float64(sc.mx[i] - bm)))
+					compute.Scale(out[i*hd:(i+1)*hd], alpha)
+					sc.sum[i] *= alpha
+				}
+				sc.mx[i] = bm
+			}
+			sc.sum[i] += compute.ExpSub(valid, valid, sc.mx[i])
+		}
+		compute.MixRowsMulti(out, hd, s[a:], bt, nq, vb[a*hd:b*hd], b-a)
+	}
+	for tt := range nt {
+		t := t0 + tt
+		for gh := range group {
+			i := tt*group + gh
+			o := out[i*hd : (i+1)*hd]
+			compute.Scale(o, 1/sc.sum[i])
+			hh := int(it.g)*group + gh
+			copy(ws.att[t*qd+hh*hd:t*qd+(hh+1)*hd], o)
+		}
+	}
+}
+
+// firstPos returns the first index of the ascending pos whose value is ≥ p.
+func firstPos(pos []int32, p int) int {
+	lo, hi := 0, len(pos)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if int(pos[mid]) < p {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ type generation struct {
 	job          engine.Job
 	stream       bool
 	includeUsage bool
+	cacheSalt    *string // the request's cache_salt, checked
 }
 
 // chatCompletions answers POST /v1/chat/completions.
@@ -184,6 +187,10 @@ func (s *Server) parseSampling(p *sampling, maxTokens *int, g *generation) *apiE
 		}
 	}
 	job.Stop = p.Stop
+	if cs := p.CacheSalt; cs != nil && (*cs == "" || len(*cs) > maxCacheSalt) {
+		return invalid("cache_salt", "invalid_value", "cache_salt must be a non-empty string of at most %d bytes", maxCacheSalt)
+	}
+	g.cacheSalt = p.CacheSalt
 	if p.StreamOptions != nil && !p.Stream {
 		return invalid("stream_options", "invalid_value", "stream_options is only allowed with stream: true")
 	}
@@ -193,8 +200,39 @@ func (s *Server) parseSampling(p *sampling, maxTokens *int, g *generation) *apiE
 	return nil
 }
 
+// maxCacheSalt bounds a request's cache_salt.
+const maxCacheSalt = 256
+
+// tenantSalt returns the prefix-cache salt of a request: the SHA-256 of the
+// API key it presents (Authorization: Bearer …), the request's cache_salt,
+// or both. Requests of different salts never reuse each other's KV, so a
+// client can neither read nor time another key's cached prompts, and one
+// key may split its traffic further with cache_salt. Requests with neither
+// share the "" salt.
+func tenantSalt(r *http.Request, cacheSalt *string) string {
+	var salt string
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		key := strings.TrimSpace(auth)
+		if scheme, rest, ok := strings.Cut(key, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			key = strings.TrimSpace(rest)
+		}
+		if key != "" {
+			sum := sha256.Sum256([]byte(key))
+			salt = "key:" + hex.EncodeToString(sum[:16])
+		}
+	}
+	if cacheSalt != nil {
+		if salt != "" {
+			salt += " "
+		}
+		salt += "salt:" + *cacheSalt
+	}
+	return salt
+}
+
 // generate submits g and writes the response, whole or streamed.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation) {
+	g.job.Salt = tenantSalt(r, g.cacheSalt)
 	st, err := s.sched.Submit(r.Context(), g.job)
 	if err != nil {
 		writeError(w, engineError(err, g.promptParam))

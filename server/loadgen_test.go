@@ -10,15 +10,20 @@ import (
 	"testing"
 
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/kvcache"
 )
 
 // TestLoadWithCancellations runs the load generator against the server
-// with random cancellations: every request is accounted for, and after the
-// run the block pool is back to full and no goroutine is left.
+// with random cancellations and a KV budget small enough that the prefix
+// cache must evict: every request is accounted for, second turns hit the
+// cache, and after the run and a flush of the prefix cache the block pool
+// is back to full and no goroutine is left.
 func TestLoadWithCancellations(t *testing.T) {
-	tinychat(t) // its worker pool lives as long as the package's tests
+	b := tinychat(t) // its worker pool lives as long as the package's tests
 	before := runtime.NumGoroutine()
-	ts := start(t, engine.SchedulerConfig{MaxBatch: 4})
+	// Room for the four running conversations and about two kept ones.
+	budget := 6 * engine.NewPoolCache(b.Net, kvcache.PoolConfig{}).SeqBytes(100)
+	ts := startBudget(t, engine.SchedulerConfig{MaxBatch: 4}, budget)
 	var convs []Conversation
 	for i := range 6 {
 		ctx := fmt.Sprintf("package p%d\n\nfunc F%d(x int) int { return x * %d }\n", i, i, i+2)
@@ -43,16 +48,20 @@ func TestLoadWithCancellations(t *testing.T) {
 	if tot.CompletionTokens != 12*tot.Completed || len(rep.Turns) != 2 || len(tot.TTFT) != tot.Completed {
 		t.Errorf("%d tokens over %d completed requests, %d turns, %d TTFTs", tot.CompletionTokens, tot.Completed, len(rep.Turns), len(tot.TTFT))
 	}
+	if rep.Turns[1].HitRate() < 0.5 {
+		t.Errorf("second turns found %.0f%% of their prompts cached", 100*rep.Turns[1].HitRate())
+	}
+	if kv := ts.sched.Stats().KV; kv.PrefixEvictions == 0 || kv.UsedBytes > budget {
+		t.Errorf("no eviction under a budget of %d bytes, or over it: %+v", budget, kv)
+	}
 	var buf bytes.Buffer
 	rep.Table(&buf)
 	if !strings.Contains(buf.String(), "TTFT p50 ms") || !strings.Contains(buf.String(), "all") {
 		t.Errorf("table:\n%s", buf.String())
 	}
-	if !settle(func() bool { st := ts.sched.Stats(); return st.Running == 0 && st.Queued == 0 && st.KV.UsedBlocks == 0 }) {
-		t.Errorf("after the load: %+v", ts.sched.Stats())
-	}
-	if used, _ := ts.cache.Pool().Stats(); used != 0 {
-		t.Errorf("%d blocks still in use", used)
+	if !ts.idle() {
+		used, _ := ts.cache.Pool().Stats()
+		t.Errorf("after the load and a flush: %d blocks still in use; %+v", used, ts.sched.Stats())
 	}
 	client.CloseIdleConnections()
 	ts.close()

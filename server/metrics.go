@@ -84,6 +84,9 @@ func (m *Metrics) watch(s *engine.Scheduler) {
 			}
 			return float64(st.CachedTokens) / float64(st.PromptTokens)
 		}),
+		gauge("prefix_cached_tokens", "Distinct tokens the prefix cache keeps for reuse.", func(st engine.SchedulerStats) float64 { return float64(st.KV.PrefixTokens) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvserve", Name: "prefix_evictions_total", Help: "Kept prefix caches evicted to make room."},
+			func() float64 { return float64(s.Stats().KV.PrefixEvictions) }),
 	)
 }
 

@@ -49,6 +49,7 @@ type sampling struct {
 	Stream              bool            `json:"stream"`
 	StreamOptions       *streamOptions  `json:"stream_options"`
 	IgnoreEOS           bool            `json:"ignore_eos"` // an extension, as in vLLM
+	CacheSalt           *string         `json:"cache_salt"` // an extension, as in vLLM: the prefix-cache tenant
 	User                string          `json:"user"`
 	Logprobs            json.RawMessage `json:"logprobs"`
 	TopLogprobs         *int            `json:"top_logprobs"`

@@ -39,25 +39,45 @@ func tinychat(t *testing.T) *engine.Bundle {
 	return tiny
 }
 
-// testServer is a real server on a loopback port.
+// testServer is a real server on a loopback port, with a prefix cache as
+// kvserve serve has.
 type testServer struct {
 	*httptest.Server
 	b     *engine.Bundle
 	sched *engine.Scheduler
-	cache *engine.PoolCache
+	cache *engine.PrefixCache
 }
 
 func start(t *testing.T, cfg engine.SchedulerConfig) *testServer {
+	return startBudget(t, cfg, 256<<20)
+}
+
+// startBudget starts a server whose KV cache has the given budget.
+func startBudget(t *testing.T, cfg engine.SchedulerConfig, budget int64) *testServer {
 	t.Helper()
 	b := tinychat(t)
 	m := NewMetrics()
-	cache := engine.NewPoolCache(b.Net, kvcache.PoolConfig{Budget: 256 << 20})
+	cache := engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: budget})
 	cfg.Cache, cfg.Observer = cache, m
 	sched := engine.NewScheduler(b, cfg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ts := &testServer{Server: httptest.NewServer(New(b, sched, Config{Metrics: m, Logger: log})), b: b, sched: sched, cache: cache}
 	t.Cleanup(ts.close)
 	return ts
+}
+
+// idle waits until nothing runs or waits, then drops the prefix cache
+// and reports whether the pool is back to empty.
+func (ts *testServer) idle() bool {
+	return settle(func() bool {
+		st := ts.sched.Stats()
+		if st.Running != 0 || st.Queued != 0 {
+			return false
+		}
+		ts.cache.Flush()
+		used, _ := ts.cache.Pool().Stats()
+		return used == 0
+	})
 }
 
 func (ts *testServer) close() {
@@ -424,7 +444,7 @@ func TestQueueFull(t *testing.T) {
 	for _, b := range bodies {
 		b.Close()
 	}
-	if !settle(func() bool { st := ts.sched.Stats(); return st.Running == 0 && st.Queued == 0 && st.KV.UsedBlocks == 0 }) {
+	if !ts.idle() {
 		t.Errorf("after the clients left: %+v", ts.sched.Stats())
 	}
 }
@@ -501,11 +521,9 @@ func TestCancelMidStream(t *testing.T) {
 	if texts := <-other; len(texts) != 1 || texts[0] == "" {
 		t.Errorf("the other client got %q", texts)
 	}
-	if !settle(func() bool { st := ts.sched.Stats(); return st.Running == 0 && st.KV.UsedBlocks == 0 }) {
-		t.Errorf("after the cancel: %+v", ts.sched.Stats())
-	}
-	if used, _ := ts.cache.Pool().Stats(); used != 0 {
-		t.Errorf("%d blocks still in use", used)
+	if !ts.idle() {
+		used, _ := ts.cache.Pool().Stats()
+		t.Errorf("after the cancel and a flush: %d blocks still in use; %+v", used, ts.sched.Stats())
 	}
 	ts.close()
 	http.DefaultClient.CloseIdleConnections()
@@ -588,8 +606,9 @@ func TestModelsHealthMetrics(t *testing.T) {
 		t.Fatalf("/metrics: %d", status)
 	}
 	for _, name := range []string{
-		"kvserve_queue_requests 0", "kvserve_running_sequences 0", "kvserve_kv_used_bytes 0", "kvserve_kv_free_bytes",
-		"kvserve_kv_blocks_used 0", "kvserve_kv_blocks_free", "kvserve_prefix_hit_rate 0",
+		"kvserve_queue_requests 0", "kvserve_running_sequences 0", "kvserve_kv_used_bytes", "kvserve_kv_free_bytes",
+		"kvserve_kv_blocks_used", "kvserve_kv_blocks_free", "kvserve_prefix_hit_rate 0", "kvserve_prefix_cached_tokens",
+		"kvserve_prefix_evictions_total 0",
 		"kvserve_generation_tokens_total", "kvserve_prompt_tokens_total", "kvserve_time_to_first_token_seconds_bucket",
 		"kvserve_inter_token_latency_seconds_count", `kvserve_http_requests_total{code="200",path="/v1/completions"} 1`,
 	} {

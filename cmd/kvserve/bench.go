@@ -57,8 +57,9 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	perCell := fs.Int("per-cell", 0, "records per task × length (0: all)")
 	turns := fs.Int("turns", 0, "turns per record (0: all)")
 	out := fs.String("out", "", "write the results as JSON to this file")
-	presses := fs.String("press", "none", "comma-separated compression methods ("+strings.Join(press.Names(), ", ")+"); none = full cache")
-	ratios := fs.String("ratio", "0.5", "comma-separated fractions of the KV cache to remove")
+	presses := fs.String("press", "none", "comma-separated compression methods ("+strings.Join(press.Names(), ", ")+
+		"), quantizations ("+strings.Join(press.QuantNames(), ", ")+", which ignore --ratio) or A+B compositions of the two (e.g. keydiff+kivi4); none = full cache")
+	ratios := fs.String("ratio", "0.5", "comma-separated fractions of the KV cache to remove, in [0, 1)")
 	sweep := fs.Bool("sweep", false, "every method × ratios 0.25,0.5,0.75,0.875 plus none; with --out also writes a PNG plot beside it")
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
 	if err := parseFlags(fs, args); err != nil {
@@ -68,7 +69,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 		return usageError{"--data is required"}
 	}
 	if *sweep {
-		*presses = "none," + strings.Join(press.Names(), ",")
+		*presses = "none," + strings.Join(press.Names(), ",") + "," + strings.Join(press.QuantNames(), ",") + ",keydiff+kivi4,keydiff+kivi2"
 		*ratios = "0.25,0.5,0.75,0.875"
 	}
 	format, err := kvcache.ParseFormat(*kvFormat)
@@ -76,6 +77,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 		return usageError{err.Error()}
 	}
 	var configs []*press.Press
+	seen := map[string]bool{} // name@ratio: a quantization press runs once, at ratio 0
 	for _, name := range splitList(*presses) {
 		if name == "none" {
 			configs = append(configs, nil)
@@ -83,14 +85,17 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 		}
 		for _, rs := range splitList(*ratios) {
 			ratio, err := strconv.ParseFloat(rs, 64)
-			if err != nil || ratio <= 0 || ratio >= 1 {
-				return usageError{fmt.Sprintf("--ratio: %q is not a fraction in (0, 1)", rs)}
+			if err != nil || ratio < 0 || ratio >= 1 {
+				return usageError{fmt.Sprintf("--ratio: %q is not a fraction in [0, 1)", rs)}
 			}
-			p, err := press.New(name, ratio)
+			p, err := press.Parse(name, ratio)
 			if err != nil {
 				return usageError{err.Error()}
 			}
-			configs = append(configs, p)
+			if key := fmt.Sprintf("%s@%g", p.Name, p.Ratio); !seen[key] {
+				seen[key] = true
+				configs = append(configs, p)
+			}
 		}
 	}
 	lens, err := positiveInts("--lengths", *lengths)

@@ -33,6 +33,7 @@ type serveOptions struct {
 	kvFormat          kvcache.Format
 	shutdown          time.Duration
 	logJSON           bool
+	prefixCache       bool
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -42,7 +43,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			"/v1/models, /health and Prometheus /metrics. Requests are batched\n"+
 			"continuously: up to --max-batch sequences decode together while new prompts\n"+
 			"are computed in chunks of --prefill-chunk tokens. Beyond --queue waiting\n"+
-			"requests the server answers 429. SIGINT or SIGTERM stops it gracefully:\n"+
+			"requests the server answers 429. Finished sequences stay cached in a radix\n"+
+			"tree (--prefix-cache) so that a prompt starting the same way — the next\n"+
+			"turn of a conversation — reuses their KV; tenants (the cache_salt field or\n"+
+			"the API key) never share it. SIGINT or SIGTERM stops it gracefully:\n"+
 			"running requests get --shutdown-timeout to finish.", stderr)
 	var o serveOptions
 	fs.StringVar(&o.model, "model", "", "Hugging Face model folder or .gguf file (default: the bundled tinychat)")
@@ -57,6 +61,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long running requests may finish after SIGINT or SIGTERM")
 	fs.IntVar(&o.threads, "threads", 0, "worker threads (0: one per CPU)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
+	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -97,7 +102,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	}
 	defer b.Close()
 	metrics := server.NewMetrics()
-	cache := engine.NewPoolCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
+	var cache engine.CacheAllocator = engine.NewPoolCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
+	if o.prefixCache {
+		cache = engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
+	}
 	sched := engine.NewScheduler(b, engine.SchedulerConfig{
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
 		Cache: cache, Observer: metrics, Logger: log,
@@ -113,7 +121,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
 	log.Info("serving", "url", "http://"+addr, "model", b.Name, "context", b.ContextLength(),
-		"max_batch", o.maxBatch, "queue", o.queue, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "threads", pool.Threads())
+		"max_batch", o.maxBatch, "queue", o.queue, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads())
 	if ready != nil {
 		ready(addr)
 	}
@@ -135,6 +143,22 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	sched.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// cutContext cuts a record's context of about total tokens to about want
+// tokens, in proportion to its characters, at a line or word boundary.
+func cutContext(ctx string, want, total int) string {
+	if want <= 0 || total <= want {
+		return ctx
+	}
+	cut := len(ctx) * want / total
+	if i := strings.LastIndexByte(ctx[:cut], '\n'); i > cut/2 {
+		return ctx[:i]
+	}
+	if i := strings.LastIndexByte(ctx[:cut], ' '); i > 0 {
+		return ctx[:i]
+	}
+	return ctx[:cut]
 }
 
 // parseBytes reads a size: a number of bytes, optionally with a unit (K,
@@ -176,6 +200,7 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	lengths := fs.String("lengths", "", "comma-separated context lengths, e.g. 3500 (default: all)")
 	convs := fs.Int("conversations", 16, "conversations to run (0: every matching record)")
 	turns := fs.Int("turns", 0, "turns per conversation (0: all the record has)")
+	contextTokens := fs.Int("context-tokens", 0, "cut each record's context to about this many tokens (0: whole), e.g. 500 of a 1000-token record")
 	concurrency := fs.Int("concurrency", 8, "clients at once")
 	maxTokens := fs.Int("max-tokens", 64, "max_tokens of each answer")
 	ignoreEOS := fs.Bool("ignore-eos", false, "ask for exactly --max-tokens tokens (ignore_eos)")
@@ -192,6 +217,8 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 		return usageError{"--cancel-rate must be in [0, 1]"}
 	case *concurrency < 1:
 		return usageError{"--concurrency must be ≥ 1"}
+	case *contextTokens < 0:
+		return usageError{"--context-tokens must be ≥ 0"}
 	}
 	var lens []int
 	for _, f := range splitList(*lengths) {
@@ -214,6 +241,7 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	}
 	var conversations []server.Conversation
 	for i := range recs {
+		recs[i].Context = cutContext(recs[i].Context, *contextTokens, recs[i].TargetTokens)
 		c := server.Conversation{ID: recs[i].ID}
 		n := len(recs[i].Turns)
 		if *turns > 0 {

@@ -38,7 +38,7 @@ func (d *Decoding) Step(m *model.Model, seq *kvcache.Seq, n int, obs *model.Obse
 	}
 	p := *d.Press
 	p.Ratio = 1 - (float64(d.Target)+0.5)/float64(held) // floor(held·(1−ratio)) = Target
-	if err := p.Apply(m, seq, obs); err != nil {
+	if err := p.Compress(m, seq, obs); err != nil {
 		return false, err
 	}
 	return true, nil

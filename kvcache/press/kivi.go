@@ -1,0 +1,99 @@
+package press
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/kvserve/kvserve/kvcache"
+)
+
+// KIVI stores the cache in 2, 3, 4 or 8 bits instead of evicting: keys
+// quantized per channel, values per token, asymmetric min/max codes with
+// float16 scales and zeros, and the most recent Residual tokens in full
+// precision. Liu et al., "KIVI: A Tuning-Free Asymmetric 2bit Quantization
+// for KV Cache", ICML 2024 (arXiv:2402.02750).
+//
+// Choices: the token group is the pool's block (32 tokens, KIVI's G);
+// value groups are kvcache.ValueGroup = 32 channels; the residual is whole
+// blocks, so between Residual and Residual+31 of the latest tokens stay
+// exact (see kvcache/quant.go). KIVI keeps every token: it is a Quantizer,
+// not an eviction method, and its presses ignore the ratio (Parse reports
+// it as 0). It lives in its own registry (QuantNames), not New's, so that
+// callers that only know Apply cannot run it as a no-op eviction by
+// mistake: build it with Parse and run it with Compress.
+type KIVI struct {
+	// Format is the codes' width: kvcache.Int2, Int3, Int4 or Int8.
+	Format kvcache.Format
+	// Residual is how many of the latest tokens stay in full precision:
+	// a multiple of the block size (KIVI's R = 128 by default).
+	Residual int
+}
+
+// quantStage is a quantization press: a Quantizer with a Scorer that
+// evicts nothing (under KeepAll).
+type quantStage interface {
+	Scorer
+	Quantizer
+}
+
+// quantizers maps quantization press names to their stages.
+var quantizers = map[string]quantStage{}
+
+func init() {
+	for _, f := range []kvcache.Format{kvcache.Int2, kvcache.Int3, kvcache.Int4, kvcache.Int8} {
+		q := KIVI{Format: f, Residual: kvcache.DefaultResidual}
+		quantizers[q.Name()] = q
+	}
+}
+
+// QuantNames lists the quantization presses Parse knows (kivi2, kivi3,
+// kivi4, kivi8: KIVI, arXiv:2402.02750), alone or after "+".
+func QuantNames() []string {
+	var out []string
+	for n := range quantizers {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Name returns the press name, kivi2, kivi3, kivi4 or kivi8.
+func (q KIVI) Name() string { return fmt.Sprintf("kivi%d", q.Format.Bits()) }
+
+// Quantize implements Quantizer: it seals every block older than the
+// residual window into q.Format (kvcache.Seq.Quantize, KIVI's layout).
+func (q KIVI) Quantize(seq *kvcache.Seq) error {
+	if err := seq.Quantize(q.Format, q.Residual); err != nil {
+		return fmt.Errorf("press %s: %w", q.Name(), err)
+	}
+	return nil
+}
+
+// Needs implements Scorer: nothing.
+func (KIVI) Needs() Needs { return Needs{} }
+
+// Score implements Scorer: every token alike (KIVI evicts nothing; its
+// budget, KeepAll, keeps them all).
+func (KIVI) Score(s *State) [][]float32 {
+	out := make([][]float32, s.KVHeads)
+	for g := range out {
+		out[g] = make([]float32, s.Tokens(g))
+	}
+	return out
+}
+
+// KeepAll is the budget of a press that evicts nothing, whatever the
+// ratio: quantization-only presses such as KIVI (arXiv:2402.02750).
+type KeepAll struct{}
+
+// Select implements Budget: every token of every head.
+func (KeepAll) Select(scores [][]float32, _, _ int, _ float64) [][]int {
+	out := make([][]int, len(scores))
+	for g, s := range scores {
+		out[g] = make([]int, len(s))
+		for j := range s {
+			out[g][j] = j
+		}
+	}
+	return out
+}
