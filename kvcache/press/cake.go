@@ -27,12 +27,7 @@ type LayerPlanner interface {
 
 // applyPlanned is Apply for a LayerPlanner budget: a scoring pass over all
 // layers (keeping only the scores and one number per layer, never every
-// layer's State at once), then a selecting pass. The lead wires it into
-// Apply with, after the ratio checks:
-//
-//	if pl, ok := p.Budget.(LayerPlanner); ok {
-//		return p.applyPlanned(m, seq, obs, pl)
-//	}
+// layer's State at once), then a selecting pass.
 func (p *Press) applyPlanned(m *model.Model, seq *kvcache.Seq, obs *model.Observer, pl LayerPlanner) error {
 	layers := m.Config.Layers
 	scores := make([][][]float32, layers)
@@ -74,7 +69,7 @@ func (p *Press) applyPlanned(m *model.Model, seq *kvcache.Seq, obs *model.Observ
 // cascading (budgets recomputed as layers are prefilled, to bound peak
 // memory) gives the same end state as allocating after prefill, which is
 // what this does; memory at prefill is the full cache either way here.
-// Without the two-pass Apply (applyPlanned), Select falls back to Uniform
+// Select alone (a caller without the two-pass Apply) falls back to Uniform
 // (or to Heads).
 //
 // cake_adakv_keydiff_sinks is our composition for issue 4's small budgets:
