@@ -19,8 +19,8 @@ func PlotAccuracy(rep *Report, title, path string) error {
 	p.Title.Text = title
 	p.X.Label.Text = "KV bytes at end of prefill / full bf16 cache"
 	p.Y.Label.Text = "accuracy (exact match)"
-	p.Legend.Top = true
-	p.Legend.Left = true
+	p.Legend.Top = false
+	p.Legend.Left = false
 	byPress := map[string][]*Run{}
 	var names []string
 	for _, r := range rep.Runs {
