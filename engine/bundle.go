@@ -129,7 +129,7 @@ func (b *Bundle) Close() error { return b.Net.Close() }
 // prompt, as text ready for Encode.
 func (b *Bundle) ChatPrompt(msgs []chat.Message) (string, error) {
 	if b.Chat == nil {
-		return "", fmt.Errorf("model %s has no chat template (chat_template.jinja or tokenizer_config.json's chat_template)", b.Name)
+		return "", fmt.Errorf("model %s has no chat template (chat_template.jinja or tokenizer_config.json's chat_template in a folder, tokenizer.chat_template in a GGUF file); use --prompt with the raw text instead", b.Name)
 	}
 	return b.Chat.Render(msgs, true)
 }
