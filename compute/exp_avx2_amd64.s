@@ -129,8 +129,9 @@ TEXT ·maxAVX2(SB), NOSPLIT, $0-20
 	VMOVAPS Y0, Y3
 	MOVQ    $8, AX
 	MOVQ    CX, DX
-	SUBQ    $32, DX
-	JLT     max_tail
+	SUBQ    $32, DX            // last start of 32 floats
+	CMPQ    AX, DX
+	JGT     max_tail
 
 max_loop32:
 	VMAXPS (SI)(AX*4), Y0, Y0

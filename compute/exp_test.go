@@ -276,3 +276,20 @@ func BenchmarkSoftmax(b *testing.B) {
 		}
 	}
 }
+
+// TestMaxF32NoOverread checks that MaxF32 reads nothing past its slice: the
+// AVX2 kernel once read 8 floats beyond a slice of exactly 32.
+func TestMaxF32NoOverread(t *testing.T) {
+	for n := 1; n <= 80; n++ {
+		buf := make([]float32, n+16)
+		for i := range buf {
+			buf[i] = 1e30
+		}
+		for i := range n {
+			buf[i] = float32(i%7) - 3
+		}
+		if got, want := MaxF32(buf[:n]), float32(min(n-1, 6)%7-3); got != want && n > 0 {
+			t.Errorf("MaxF32 of %d floats = %v, want %v", n, got, want)
+		}
+	}
+}

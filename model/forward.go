@@ -452,12 +452,11 @@ func (m *Model) attend(steps []Step, li, n, window int) {
 	j.steps = nil
 }
 
-// useGenericAttention forces the query-by-query path. It is on by default:
-// the tiled path (tiled below) gave non-repeatable logits in about one pass
-// in ten (differences of ~2e-6, and once empty answers) on this machine,
-// found but not yet explained; TestTiledAttention keeps it tested until it
-// is fixed and switched back on.
-var useGenericAttention = true
+// useGenericAttention forces the query-by-query path. It is off: the tiled
+// path's non-repeatable logits came from compute.MaxF32's AVX2 kernel
+// reading 8 floats past a 32-float slice (fixed), which here were the next
+// worker-owned scratch row or stale memory.
+var useGenericAttention = false
 
 // runItems takes items until none are left.
 func (j *attnJob) runItems(worker, _, _ int) {
