@@ -121,6 +121,9 @@ func (p *Press) Apply(m *model.Model, seq *kvcache.Seq, obs *model.Observer) err
 	if p.Ratio == 0 {
 		return nil
 	}
+	if mg, ok := p.Budget.(Merger); ok {
+		return p.applyMerging(m, seq, obs, mg)
+	}
 	if pl, ok := p.Budget.(LayerPlanner); ok {
 		return p.applyPlanned(m, seq, obs, pl)
 	}

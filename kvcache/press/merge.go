@@ -1,0 +1,184 @@
+package press
+
+import (
+	"fmt"
+
+	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
+)
+
+// Merger is a Budget that merges the tokens it evicts into the ones it
+// keeps instead of dropping them. Apply selects with Select, as for any
+// budget, then asks Merge for the kept tokens' new values and stores them
+// with Seq.KeepMerged. Until Apply knows this interface (see
+// applyMerging), a merger is used through its plain Select: eviction
+// without merging.
+type Merger interface {
+	Budget
+	// Merge returns, for head g of the layer in s and the ascending
+	// indices keep that head retains, the new value of each kept token
+	// (nil where it is unchanged); nil when nothing changes.
+	Merge(s *State, g int, keep []int) [][]float32
+}
+
+// Merging wraps a budget: the wrapped Budget chooses the tokens to keep,
+// and each evicted token's value is merged into the kept token of the same
+// head whose key is most cosine-similar to its own (post-RoPE keys, as
+// cached; the earlier kept token among equals). Kept token k with merged
+// tokens j becomes
+//
+//	v_k ← (v_k + Σ w_j·v_j) / (1 + Σ w_j),   w_j = max(cos(k_j, k_k), 0),
+//
+// and an evicted token merges only when w_j > 0 and w_j ≥ Threshold;
+// the others are dropped. Keys and positions stay those of the kept token.
+//
+// Choices (ours): the weight is the cosine similarity itself, clipped at 0,
+// and the kept token's own weight is 1. KVMerger (Wang et al., "Model Tells
+// You Where to Merge: Adaptive KV Cache Merging for LLMs on Long-Context
+// Tasks", arXiv:2407.08454) merges runs of similar adjacent keys with
+// Gaussian-kernel weights; D2O (Wan et al., "D2O: Dynamic Discriminative
+// Operations for Efficient Long-Context Inference of Large Language
+// Models", arXiv:2406.13035) merges each evicted token into its nearest
+// kept token when their similarity passes a threshold. Both are
+// approximated here by one nearest-kept-token rule; D2O's layer-level
+// budgets and its EMA threshold are not modelled (τ is fixed).
+//
+// Cost: (evicted × kept × HeadDim) per head, on unit keys.
+type Merging struct {
+	Budget
+	// Threshold is the least cosine similarity at which an evicted token
+	// merges (0: every positively similar token merges).
+	Threshold float32
+}
+
+// D2OThreshold is d2o's fixed similarity threshold τ.
+const D2OThreshold = 0.5
+
+func init() {
+	// merge_keydiff: KeyDiff eviction, evicted values merged by the
+	// weighted-average rule with no threshold.
+	register("merge_keydiff", func() (Scorer, Budget) { return KeyDiff{}, Merging{Budget: Uniform{}} })
+	// d2o: H2O's accumulated attention for eviction (as D2O does), evicted
+	// values merged when their cosine similarity reaches τ = 0.5.
+	register("d2o", func() (Scorer, Budget) {
+		return ObservedAttention{}, Merging{Budget: Uniform{}, Threshold: D2OThreshold}
+	})
+}
+
+// targets returns, for every token j of head g, the index into keep of the
+// kept token it merges into and its weight, or −1 for kept tokens and for
+// evicted tokens that are dropped.
+func (m Merging) targets(s *State, g int, keep []int) (into []int, w []float32) {
+	n, d := s.Tokens(g), s.HeadDim
+	into, w = make([]int, n), make([]float32, n)
+	for j := range into {
+		into[j] = -1
+	}
+	if len(keep) == 0 {
+		return into, w
+	}
+	kept := make([]bool, n)
+	unit := make([]float32, len(keep)*d) // the kept keys, L2-normalised
+	for i, j := range keep {
+		kept[j] = true
+		k := s.Key(g, j)
+		inv := float32(0)
+		if nk := norm(k); nk > 1e-12 {
+			inv = 1 / nk
+		}
+		for c, x := range k {
+			unit[i*d+c] = x * inv
+		}
+	}
+	for j := range n {
+		if kept[j] {
+			continue
+		}
+		k := s.Key(g, j)
+		nk := norm(k)
+		if nk <= 1e-12 {
+			continue
+		}
+		best, bi := float32(0), -1
+		for i := range keep {
+			u := unit[i*d : (i+1)*d]
+			var dot float32
+			for c, x := range k {
+				dot += x * u[c]
+			}
+			if cos := dot / nk; cos > best {
+				best, bi = cos, i
+			}
+		}
+		if bi >= 0 && best >= m.Threshold {
+			into[j], w[j] = bi, min(best, 1)
+		}
+	}
+	return into, w
+}
+
+// Merge implements Merger.
+func (m Merging) Merge(s *State, g int, keep []int) [][]float32 {
+	into, w := m.targets(s, g, keep)
+	d := s.HeadDim
+	var sums [][]float64
+	var wsum []float64
+	for j, i := range into {
+		if i < 0 {
+			continue
+		}
+		if sums == nil {
+			sums, wsum = make([][]float64, len(keep)), make([]float64, len(keep))
+		}
+		if sums[i] == nil {
+			sums[i] = make([]float64, d)
+			for c, x := range s.Value(g, keep[i]) {
+				sums[i][c] = float64(x)
+			}
+		}
+		for c, x := range s.Value(g, j) {
+			sums[i][c] += float64(w[j]) * float64(x)
+		}
+		wsum[i] += float64(w[j])
+	}
+	if sums == nil {
+		return nil
+	}
+	out := make([][]float32, len(keep))
+	for i, sum := range sums {
+		if sum == nil {
+			continue
+		}
+		out[i] = make([]float32, d)
+		for c, x := range sum {
+			out[i][c] = float32(x / (1 + wsum[i]))
+		}
+	}
+	return out
+}
+
+// applyMerging is Apply for a Merger budget: per layer, score, select,
+// merge the evicted values into the kept ones and evict (Seq.KeepMerged).
+func (p *Press) applyMerging(m *model.Model, seq *kvcache.Seq, obs *model.Observer, mg Merger) error {
+	if p.Ratio < 0 || p.Ratio >= 1 {
+		return fmt.Errorf("press %s: ratio %v outside [0, 1)", p.Name, p.Ratio)
+	}
+	if p.Ratio == 0 {
+		return nil
+	}
+	c := m.Config
+	for l := range c.Layers {
+		st := newState(m, seq, l, obs)
+		scores := p.Scorer.Score(st)
+		keep := mg.Select(scores, l, c.Layers, p.Ratio)
+		for g, idx := range keep {
+			if len(idx) == st.Tokens(g) {
+				continue
+			}
+			if err := seq.KeepMerged(l, g, idx, mg.Merge(st, g, idx)); err != nil {
+				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
+			}
+		}
+	}
+	return nil
+}
