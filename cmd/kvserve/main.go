@@ -23,6 +23,7 @@ func commands() []command {
 		{"serve", "serve the model over an OpenAI-compatible HTTP API", cmdServe},
 		{"bench", "measure accuracy (bench accuracy) or speed (bench perf)", cmdBench},
 		{"inspect", "describe a model: a .gguf file or a model folder", cmdInspect},
+		{"profile-heads", "find DuoAttention retrieval heads on passkey prompts", cmdProfileHeads},
 	}
 }
 
