@@ -93,13 +93,30 @@ func (p *Pool) availableLocked() int {
 	return max(0, int((p.cfg.Budget-p.used)/p.blockBytes))
 }
 
+// fits returns ErrBudget (wrapped) when n more blocks would exceed the
+// budget.
+func (p *Pool) fits(n int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fitsLocked(n)
+}
+
+func (p *Pool) fitsLocked(n int) error {
+	if avail := p.availableLocked(); avail >= 0 && n > avail {
+		return fmt.Errorf("%w: need %d blocks of %d bytes, %d free", ErrBudget, n, p.blockBytes, avail)
+	}
+	return nil
+}
+
 // alloc hands out n blocks, or none and ErrBudget when the budget would be
 // exceeded (unless force).
 func (p *Pool) alloc(n int, force bool) ([]*block, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if avail := p.availableLocked(); !force && avail >= 0 && n > avail {
-		return nil, fmt.Errorf("%w: need %d blocks of %d bytes, %d free", ErrBudget, n, p.blockBytes, avail)
+	if !force {
+		if err := p.fitsLocked(n); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]*block, n)
 	for i := range out {

@@ -67,9 +67,10 @@ func (s *Seq) Tokens() int {
 	return n
 }
 
-// Reserve makes room for n more tokens in every head, within the pool's
-// budget, so that the Appends of the next forward pass cannot fail. It
-// returns ErrBudget (wrapped) and allocates nothing when the budget is short.
+// Reserve checks that n more tokens in every head fit the pool's budget,
+// so that the Appends of the next forward pass stay within it; it returns
+// ErrBudget (wrapped) when they do not. It allocates nothing: the caller
+// (one forward pass at a time per pool) appends right after.
 func (s *Seq) Reserve(n int) error {
 	bt := s.pool.cfg.BlockTokens
 	need := 0
@@ -83,12 +84,7 @@ func (s *Seq) Reserve(n int) error {
 	if need == 0 {
 		return nil
 	}
-	blocks, err := s.pool.alloc(need, false)
-	if err != nil {
-		return err
-	}
-	s.pool.release(blocks) // only a check: Append allocates as it goes
-	return nil
+	return s.pool.fits(need) // a check only: Append allocates as it goes
 }
 
 // Append adds one token's key and value (each HeadDim floats) to one head.

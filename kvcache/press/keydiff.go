@@ -1,5 +1,7 @@
 package press
 
+import "math"
+
 // KeyDiff keeps the keys least similar to the head's mean key direction:
 // distinct keys carry information the others do not. Park et al.,
 // "KeyDiff: Key Similarity-Based KV Cache Eviction for Long-Context LLM
@@ -30,7 +32,7 @@ func (KeyDiff) Score(s *State) [][]float32 {
 		for _, v := range anchor {
 			an += v * v
 		}
-		an = max(sqrt(an), 1e-8)
+		an = max(math.Sqrt(an), 1e-8)
 		out[g] = make([]float32, n)
 		for j := range n {
 			k := s.Key(g, j)
