@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvserve/kvserve/bench"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
 )
@@ -24,17 +25,17 @@ func TestLoadWithCancellations(t *testing.T) {
 	// Room for the four running conversations and about two kept ones.
 	budget := 6 * engine.NewPoolCache(b.Net, kvcache.PoolConfig{}).SeqBytes(100)
 	ts := startBudget(t, engine.SchedulerConfig{MaxBatch: 4}, budget)
-	var convs []Conversation
+	var convs []bench.Conversation
 	for i := range 6 {
 		ctx := fmt.Sprintf("package p%d\n\nfunc F%d(x int) int { return x * %d }\n", i, i, i+2)
-		sys := Message{Role: "system", Content: "You are a helpful assistant."}
-		q1 := Message{Role: "user", Content: ctx + "\nWhat does F" + fmt.Sprint(i) + " return?"}
-		a1 := Message{Role: "assistant", Content: "x times something"}
-		q2 := Message{Role: "user", Content: "And for x = 3?"}
-		convs = append(convs, Conversation{ID: fmt.Sprint(i), Turns: [][]Message{{sys, q1}, {sys, q1, a1, q2}}})
+		sys := bench.Message{Role: "system", Content: "You are a helpful assistant."}
+		q1 := bench.Message{Role: "user", Content: ctx + "\nWhat does F" + fmt.Sprint(i) + " return?"}
+		a1 := bench.Message{Role: "assistant", Content: "x times something"}
+		q2 := bench.Message{Role: "user", Content: "And for x = 3?"}
+		convs = append(convs, bench.Conversation{ID: fmt.Sprint(i), Turns: [][]bench.Message{{sys, q1}, {sys, q1, a1, q2}}})
 	}
 	client := &http.Client{Transport: &http.Transport{}}
-	rep, err := RunLoad(context.Background(), LoadOptions{
+	rep, err := bench.RunLoad(context.Background(), bench.LoadOptions{
 		URL: ts.URL, Model: "tinychat", Conversations: convs, Concurrency: 4,
 		MaxTokens: 12, IgnoreEOS: true, CancelRate: 0.4, Seed: 3, Client: client,
 	})

@@ -239,18 +239,18 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	if len(recs) == 0 {
 		return fmt.Errorf("no records of %s match --tasks %q --lengths %q", *data, *tasks, *lengths)
 	}
-	var conversations []server.Conversation
+	var conversations []bench.Conversation
 	for i := range recs {
 		recs[i].Context = cutContext(recs[i].Context, *contextTokens, recs[i].TargetTokens)
-		c := server.Conversation{ID: recs[i].ID}
+		c := bench.Conversation{ID: recs[i].ID}
 		n := len(recs[i].Turns)
 		if *turns > 0 {
 			n = min(n, *turns)
 		}
 		for k := 1; k <= n; k++ {
-			var msgs []server.Message
+			var msgs []bench.Message
 			for _, m := range bench.TurnMessages(&recs[i], k) {
-				msgs = append(msgs, server.Message{Role: m.Role, Content: m.Content})
+				msgs = append(msgs, bench.Message{Role: m.Role, Content: m.Content})
 			}
 			c.Turns = append(c.Turns, msgs)
 		}
@@ -258,7 +258,7 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	rep, err := server.RunLoad(ctx, server.LoadOptions{
+	rep, err := bench.RunLoad(ctx, bench.LoadOptions{
 		URL: *url, Model: *modelName, Conversations: conversations, Concurrency: *concurrency,
 		MaxTokens: *maxTokens, IgnoreEOS: *ignoreEOS, CancelRate: *cancelRate, Seed: *seed,
 	})

@@ -1,4 +1,4 @@
-package server
+package bench
 
 import (
 	"bufio"
@@ -242,7 +242,7 @@ func (o *LoadOptions) request(ctx context.Context, msgs []Message, cancelAfter i
 					Content string `json:"content"`
 				} `json:"delta"`
 			} `json:"choices"`
-			Usage *usage `json:"usage"`
+			Usage *wireUsage `json:"usage"`
 			Error *struct {
 				Message string `json:"message"`
 			} `json:"error"`
@@ -312,4 +312,14 @@ func (r *LoadReport) Table(w io.Writer) {
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
 	}
+}
+
+// wireUsage is the usage object of an OpenAI response, as a client reads
+// it (cached_tokens may be absent: llama-server sends none).
+type wireUsage struct {
+	PromptTokens        int `json:"prompt_tokens"`
+	CompletionTokens    int `json:"completion_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens int `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
 }
