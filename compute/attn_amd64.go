@@ -315,3 +315,23 @@ func q8ToF32AVX2Go(dst []float32, src []byte) {
 	_ = src[nb*Q8BlockBytes-1] // bounds
 	q8ToF32AVX2(&dst[0], &src[0], nb)
 }
+
+//go:noescape
+func siluMulAVX2(gate, up *float32, n int)
+
+func siluMulAVX2Go(gate, up []float32) {
+	n := len(gate)
+	up = up[:n]
+	k := n &^ 7
+	if k > 0 {
+		siluMulAVX2(&gate[0], &up[0], k)
+	}
+	if k < n {
+		// The last few go through the same kernel, for the same results.
+		var g, u [8]float32
+		copy(g[:], gate[k:])
+		copy(u[:], up[k:])
+		siluMulAVX2(&g[0], &u[0], 8)
+		copy(gate[k:], g[:n-k])
+	}
+}

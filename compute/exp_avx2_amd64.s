@@ -204,3 +204,37 @@ scal_loop8:
 scal_done:
 	VZEROUPPER
 	RET
+
+// func siluMulAVX2(gate, up *float32, n int)
+// gate[i] = gate[i] / (1 + exp(−gate[i])) · up[i] for i < n, n a multiple
+// of 8 (may be 0), with EXP8's exp.
+TEXT ·siluMulAVX2(SB), NOSPLIT, $0-24
+	MOVQ         gate+0(FP), DI
+	MOVQ         up+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VXORPS       Y0, Y0, Y0
+	VBROADCASTSS expconst<>+0(SB), Y2
+	VBROADCASTSS expconst<>+4(SB), Y3
+	VBROADCASTSS expconst<>+8(SB), Y4
+	VBROADCASTSS expconst<>+12(SB), Y5
+	VBROADCASTSS expconst<>+16(SB), Y6
+	VBROADCASTSS expconst<>+20(SB), Y7
+	XORQ         AX, AX
+	CMPQ         CX, $0
+	JLE          silu_done
+
+silu_loop:
+	VMOVUPS (DI)(AX*4), Y8
+	VSUBPS  Y8, Y0, Y9
+	EXP8(Y9, Y10, Y11, Y12)
+	VADDPS  Y5, Y11, Y11
+	VDIVPS  Y11, Y8, Y8
+	VMULPS  (SI)(AX*4), Y8, Y8
+	VMOVUPS Y8, (DI)(AX*4)
+	ADDQ    $8, AX
+	CMPQ    AX, CX
+	JLT     silu_loop
+
+silu_done:
+	VZEROUPPER
+	RET

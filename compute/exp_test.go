@@ -293,3 +293,35 @@ func TestMaxF32NoOverread(t *testing.T) {
 		}
 	}
 }
+
+// TestSiLUMul checks every kernel set's SwiGLU activation against float64
+// on ordinary, large and special inputs, at awkward lengths.
+func TestSiLUMul(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	gate := []float32{0, -0, 1, -1, 20, -20, 88, -88, 100, -100, 200, -200, 1e30, -1e30}
+	for range 5000 {
+		gate = append(gate, float32(rng.NormFloat64()*4))
+	}
+	up := make([]float32, len(gate))
+	for i := range up {
+		up[i] = float32(rng.NormFloat64())
+	}
+	want := func(g, u float32) float64 {
+		x := float64(g)
+		return x / (1 + math.Exp(-x)) * float64(u)
+	}
+	for _, ks := range allSets() {
+		for _, n := range append([]int{len(gate)}, awkwardLengths...) {
+			n = min(n, len(gate))
+			got := append([]float32(nil), gate[:n]...)
+			ks.siluMul(got, up[:n])
+			for i, g := range got {
+				w := want(gate[i], up[i])
+				if d := math.Abs(float64(g) - w); !(d <= 1e-6*math.Max(1, math.Abs(w))) {
+					t.Errorf("%s n=%d: silu(%v)·%v = %v, want %v", ks.name, n, gate[i], up[i], g, w)
+					break
+				}
+			}
+		}
+	}
+}

@@ -34,6 +34,8 @@ type kernelSet struct {
 	maxF32 func(x []float32) float32
 	// scal sets x[i] *= a.
 	scal func(x []float32, a float32)
+	// siluMul sets gate[i] = silu(gate[i])·up[i].
+	siluMul func(gate, up []float32)
 
 	// Attention blocks; see the exported functions in attention.go. d is
 	// the row length; rows of k and v are contiguous (stride d).
@@ -66,6 +68,8 @@ var generic = kernelSet{
 	expSum: expSumGeneric,
 	maxF32: maxGeneric,
 	scal:   scalGeneric,
+
+	siluMul: siluMulGeneric,
 
 	scores:       scoresGeneric,
 	scoresBF16:   scoresBF16Generic,
@@ -195,10 +199,12 @@ func RMSNorm(dst, x, w []float32, eps float32, addOne bool) {
 }
 
 // SiLUMul sets gate[i] = silu(gate[i]) · up[i], the SwiGLU activation.
-func SiLUMul(gate, up []float32) {
+func SiLUMul(gate, up []float32) { kernels.siluMul(gate, up[:len(gate)]) }
+
+func siluMulGeneric(gate, up []float32) {
 	up = up[:len(gate)]
 	for i, g := range gate {
-		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+		gate[i] = g / (1 + expf(-g)) * up[i]
 	}
 }
 

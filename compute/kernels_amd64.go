@@ -41,6 +41,8 @@ var avx2 = kernelSet{
 	maxF32: maxAVX2Go,
 	scal:   scalAVX2Go,
 
+	siluMul: siluMulAVX2Go,
+
 	scores:       scoresAVX2Go,
 	scoresBF16:   scoresBF16AVX2Go,
 	scoresMulti:  scoresMultiAVX2Go,

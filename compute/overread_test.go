@@ -278,6 +278,7 @@ func TestNoOverread(t *testing.T) {
 	one("ExpSubInPlace", 0, func(a *ovArena, n int) []float32 { x := a.f32w(n); return []float32{ExpSub(x, x, -0.25)} })
 	one("Scale", 0, func(a *ovArena, n int) []float32 { Scale(a.f32w(n), -1.3); return nil })
 	one("Softmax", 0, func(a *ovArena, n int) []float32 { Softmax(a.f32w(n)); return nil })
+	one("SiLUMul", 0, func(a *ovArena, n int) []float32 { SiLUMul(a.f32w(n), a.f32(n)); return nil })
 
 	// d = 0…80 columns × rows = 1…9 (and 0).
 	rowsD := func(name string, call func(a *ovArena, d, rows int) []float32) {

@@ -352,10 +352,14 @@ func (m *Model) mlp(l *Layer, n int) {
 	m.pool.MatMul(ws.gate, ws.xn, n, l.Gate)
 	m.pool.MatMul(ws.up, ws.xn, n, l.Up)
 	gate, up := ws.gate[:n*f], ws.up[:n*f]
+	act := compute.SiLUMul
 	if c.Activation == "gelu_pytorch_tanh" {
-		compute.GELUTanhMul(gate, up)
+		act = compute.GELUTanhMul
+	}
+	if n < parallelRows { // a decode step: not worth waking the workers (and allocation-free)
+		act(gate, up)
 	} else {
-		compute.SiLUMul(gate, up)
+		m.pool.For(n, 4, func(_, lo, hi int) { act(gate[lo*f:hi*f], up[lo*f:hi*f]) })
 	}
 	m.pool.MatMul(ws.xn, gate, n, l.Down)
 	for t := range n {
@@ -366,6 +370,10 @@ func (m *Model) mlp(l *Layer, n int) {
 		addTo(ws.x[t*h:(t+1)*h], o)
 	}
 }
+
+// parallelRows is the least number of rows for which mlp spreads its
+// elementwise work over the pool.
+const parallelRows = 8
 
 func addTo(dst, src []float32) {
 	for i := range dst {
