@@ -59,7 +59,10 @@ var avx2 = kernelSet{
 func hasAVX2() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C }
 
 func bestKernels() kernelSet {
-	if hasAVX2() {
+	switch {
+	case avx512Wanted():
+		return avx512Set()
+	case hasAVX2():
 		return avx2
 	}
 	return generic
@@ -67,10 +70,14 @@ func bestKernels() kernelSet {
 
 // simdSets lists the SIMD kernel sets this CPU can run, for tests.
 func simdSets() []kernelSet {
+	var sets []kernelSet
 	if hasAVX2() {
-		return []kernelSet{avx2}
+		sets = append(sets, avx2)
 	}
-	return nil
+	if hasAVX512() {
+		sets = append(sets, avx512Set())
+	}
+	return sets
 }
 
 func dotAVX2Go(a, b []float32) float32 {
