@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/press"
 )
 
 // This file holds the scheduler's API: what a caller submits (Job), what it
@@ -42,6 +43,12 @@ type Job struct {
 	// add to; jobs of different salts never share a cache ("" is a tenant
 	// like any other).
 	Salt string
+	// Press, if set, compresses the prompt's KV cache once it is computed
+	// and before the first token is sampled (query-aware: the prompt's
+	// last tokens are the question). A pressed prompt is computed from
+	// scratch — the press sees every token it scores — and its cache is
+	// never kept for other requests, which expect every token of a prefix.
+	Press *press.Press
 }
 
 // Finish reasons that only the scheduler gives, beside FinishStop and

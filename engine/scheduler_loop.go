@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/tokenizer"
 )
@@ -188,7 +189,10 @@ func (l *loopState) pick(free int) *request {
 		if r.n > free {
 			continue
 		}
-		cached := l.s.cfg.Cache.Cached(r.job.Salt, r.job.Prompt)
+		cached := 0
+		if r.job.Press == nil { // a pressed prompt is computed whole
+			cached = l.s.cfg.Cache.Cached(r.job.Salt, r.job.Prompt)
+		}
 		if l.computing(r, cached) {
 			continue
 		}
@@ -212,8 +216,11 @@ func (l *loopState) pick(free int) *request {
 // prompt of r's salt that shares at least sharedWait tokens with r's
 // prompt beyond the cached ones.
 func (l *loopState) computing(r *request, cached int) bool {
+	if r.job.Press != nil { // it computes its whole prompt anyway
+		return false
+	}
 	for _, q := range l.running {
-		if q.prefilled || q.ended || q.job.Salt != r.job.Salt {
+		if q.prefilled || q.ended || q.job.Salt != r.job.Salt || q.job.Press != nil {
 			continue
 		}
 		a, b := r.job.Prompt, q.job.Prompt
@@ -239,7 +246,12 @@ func (l *loopState) start(r *request) error {
 	s := l.s
 	c := s.cfg.Cache
 	prompt := r.job.Prompt
-	cache, err := c.Acquire(r.job.Salt, prompt)
+	shared := prompt
+	if r.job.Press != nil { // the press must see the whole prompt computed
+		shared = prompt[:0]
+		r.observer = press.Observer([]*press.Press{r.job.Press}, 0, len(prompt))
+	}
+	cache, err := c.Acquire(r.job.Salt, shared)
 	if err != nil {
 		return fmt.Errorf("engine: KV cache for a %d-token prompt: %w", len(prompt), err)
 	}
@@ -331,7 +343,7 @@ func (l *loopState) step() {
 			end := min(len(r.job.Prompt), start+budget)
 			budget -= end - start
 			prefill += end - start
-			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits}
+			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer}
 			if end == len(r.job.Prompt) {
 				st.Output, st.Logits = model.LastLogits, q.logits
 			}
@@ -451,7 +463,16 @@ func (l *loopState) forwardSafe(steps []model.Step) (err error) {
 func (l *loopState) prefilled(r *request) {
 	r.prefilled = true
 	first := r.seqs[0]
-	l.s.cfg.Cache.Share(first.cache, r.job.Salt, r.job.Prompt)
+	if p := r.job.Press; p != nil {
+		err := p.Compress(l.s.b.Net, first.cache, r.observer)
+		r.observer = nil
+		if err != nil {
+			l.fail(r, fmt.Errorf("engine: compress the prompt's KV cache: %w", err))
+			return
+		}
+	} else {
+		l.s.cfg.Cache.Share(first.cache, r.job.Salt, r.job.Prompt)
+	}
 	for _, q := range r.seqs[1:] {
 		c, err := l.s.cfg.Cache.Fork(first.cache, len(r.job.Prompt))
 		if err != nil {
@@ -534,7 +555,7 @@ func (l *loopState) release(q *seq, keep bool) {
 	q.done = true
 	if q.cache != nil {
 		var tokens []int
-		if keep {
+		if keep && q.r.job.Press == nil { // a pressed cache lacks tokens: nobody may reuse it
 			tokens = q.tokens()
 		}
 		l.s.cfg.Cache.Release(q.cache, q.r.job.Salt, tokens)

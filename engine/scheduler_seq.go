@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/tokenizer"
 )
 
@@ -21,13 +22,14 @@ type request struct {
 	skipped   int // times a later request was admitted first
 
 	// Owned by the loop.
-	seqs       []*seq // one per choice; seqs[0] reads the prompt
-	cached     int    // prompt tokens found in the cache at admission
-	prefilled  bool   // the prompt is in seqs[0]'s cache
-	sawToken   bool   // the first token was sampled (TTFT observed)
-	completion int    // tokens sampled over all choices
-	live       int    // choices not finished
-	ended      bool   // the stream has had its last event
+	seqs       []*seq          // one per choice; seqs[0] reads the prompt
+	observer   *model.Observer // what the job's press needs recorded, while prefilling
+	cached     int             // prompt tokens found in the cache at admission
+	prefilled  bool            // the prompt is in seqs[0]'s cache
+	sawToken   bool            // the first token was sampled (TTFT observed)
+	completion int             // tokens sampled over all choices
+	live       int             // choices not finished
+	ended      bool            // the stream has had its last event
 }
 
 // slots returns the batch places the request takes.

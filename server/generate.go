@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/tokenizer/chat"
 )
 
@@ -191,6 +192,9 @@ func (s *Server) parseSampling(p *sampling, maxTokens *int, g *generation) *apiE
 		return invalid("cache_salt", "invalid_value", "cache_salt must be a non-empty string of at most %d bytes", maxCacheSalt)
 	}
 	g.cacheSalt = p.CacheSalt
+	if e := s.pressFor(p, &job); e != nil {
+		return e
+	}
 	if p.StreamOptions != nil && !p.Stream {
 		return invalid("stream_options", "invalid_value", "stream_options is only allowed with stream: true")
 	}
@@ -397,4 +401,30 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 		}
 	}
 	out.send("[DONE]")
+}
+
+// pressFor sets the job's KV-cache press: the request's kv_press and
+// kv_press_ratio, each falling back to the server's (Config.Press,
+// Config.PressRatio); "none" or "" means none.
+func (s *Server) pressFor(p *sampling, job *engine.Job) *apiError {
+	name, ratio := s.cfg.Press, s.cfg.PressRatio
+	param := "kv_press"
+	if p.KVPress != nil {
+		name = *p.KVPress
+	}
+	if p.KVPressRatio != nil {
+		ratio, param = *p.KVPressRatio, "kv_press_ratio"
+		if ratio < 0 || ratio >= 1 || math.IsNaN(ratio) {
+			return invalid(param, "invalid_value", "kv_press_ratio %v must be in [0, 1): the fraction of the prompt's KV cache removed", ratio)
+		}
+	}
+	if name == "" || name == "none" {
+		return nil
+	}
+	pr, err := press.Parse(name, ratio)
+	if err != nil {
+		return invalid("kv_press", "invalid_value", "%v", err)
+	}
+	job.Press = pr
+	return nil
 }

@@ -48,8 +48,10 @@ type sampling struct {
 	Stop                stopList        `json:"stop"`
 	Stream              bool            `json:"stream"`
 	StreamOptions       *streamOptions  `json:"stream_options"`
-	IgnoreEOS           bool            `json:"ignore_eos"` // an extension, as in vLLM
-	CacheSalt           *string         `json:"cache_salt"` // an extension, as in vLLM: the prefix-cache tenant
+	IgnoreEOS           bool            `json:"ignore_eos"`     // an extension, as in vLLM
+	CacheSalt           *string         `json:"cache_salt"`     // an extension, as in vLLM: the prefix-cache tenant
+	KVPress             *string         `json:"kv_press"`       // an extension: the KV-cache press for this request ("none" for none)
+	KVPressRatio        *float64        `json:"kv_press_ratio"` // an extension: the fraction of the prompt's KV it removes
 	User                string          `json:"user"`
 	Logprobs            json.RawMessage `json:"logprobs"`
 	TopLogprobs         *int            `json:"top_logprobs"`

@@ -35,6 +35,12 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds a request body; 16 MiB if 0.
 	MaxBodyBytes int64
+	// Press names the KV-cache press applied to every prompt once it is
+	// computed (press.Parse syntax, e.g. "keydiff" or "snapkv+kivi4"), at
+	// PressRatio; "" or "none" for none. Requests override both with the
+	// kv_press and kv_press_ratio fields.
+	Press      string
+	PressRatio float64
 }
 
 // Server serves the API for one model. It is an http.Handler.

@@ -54,14 +54,20 @@ func start(t *testing.T, cfg engine.SchedulerConfig) *testServer {
 
 // startBudget starts a server whose KV cache has the given budget.
 func startBudget(t *testing.T, cfg engine.SchedulerConfig, budget int64) *testServer {
+	return startServer(t, cfg, budget, Config{})
+}
+
+// startServer starts a server with the given KV budget and API settings
+// (their Metrics and Logger are set here).
+func startServer(t *testing.T, cfg engine.SchedulerConfig, budget int64, api Config) *testServer {
 	t.Helper()
 	b := tinychat(t)
 	m := NewMetrics()
 	cache := engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: budget})
 	cfg.Cache, cfg.Observer = cache, m
 	sched := engine.NewScheduler(b, cfg)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ts := &testServer{Server: httptest.NewServer(New(b, sched, Config{Metrics: m, Logger: log})), b: b, sched: sched, cache: cache}
+	api.Metrics, api.Logger = m, slog.New(slog.NewTextHandler(io.Discard, nil))
+	ts := &testServer{Server: httptest.NewServer(New(b, sched, api)), b: b, sched: sched, cache: cache}
 	t.Cleanup(ts.close)
 	return ts
 }
@@ -361,6 +367,8 @@ func TestErrors(t *testing.T) {
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"stop":7}`, 400, "stop", "invalid_type", ""},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"logprobs":true}`, 400, "logprobs", "unsupported_parameter", ""},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}`, 400, "stream_options", "invalid_value", ""},
+		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"kv_press":"nosuch"}`, 400, "kv_press", "invalid_value", "unknown press"},
+		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"kv_press":"keydiff","kv_press_ratio":1}`, 400, "kv_press_ratio", "invalid_value", "[0, 1)"},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":` + jsonString(long) + `}]}`, 400, "messages", "context_length_exceeded", "maximum context length is 4096 tokens"},
 		{"POST", "/v1/completions", `{"prompt":` + jsonString(long) + `}`, 400, "prompt", "context_length_exceeded", "4096"},
 		{"POST", "/v1/completions", `{"prompt":[1,2,99999]}`, 400, "prompt", "invalid_prompt", "vocabulary"},

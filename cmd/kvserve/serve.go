@@ -20,6 +20,7 @@ import (
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/server"
 )
 
@@ -34,6 +35,8 @@ type serveOptions struct {
 	shutdown          time.Duration
 	logJSON           bool
 	prefixCache       bool
+	press             string
+	pressRatio        float64
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -46,7 +49,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			"requests the server answers 429. Finished sequences stay cached in a radix\n"+
 			"tree (--prefix-cache) so that a prompt starting the same way — the next\n"+
 			"turn of a conversation — reuses their KV; tenants (the cache_salt field or\n"+
-			"the API key) never share it. SIGINT or SIGTERM stops it gracefully:\n"+
+			"the API key) never share it. --press compresses each prompt's KV once it\n"+
+			"is computed (requests choose their own with the kv_press and\n"+
+			"kv_press_ratio fields). SIGINT or SIGTERM stops it gracefully:\n"+
 			"running requests get --shutdown-timeout to finish.", stderr)
 	var o serveOptions
 	fs.StringVar(&o.model, "model", "", "Hugging Face model folder or .gguf file (default: the bundled tinychat)")
@@ -62,6 +67,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.threads, "threads", 0, "worker threads (0: one per CPU)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
+	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
+	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -81,6 +88,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return usageError{"--queue must be ≥ 1"}
 	case o.prefill < 0:
 		return usageError{"--prefill-chunk must be ≥ 0"}
+	}
+	if o.press != "none" && o.press != "" {
+		if _, err := press.Parse(o.press, o.pressRatio); err != nil {
+			return usageError{"--press: " + err.Error()}
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -111,7 +123,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 		Cache: cache, Observer: metrics, Logger: log,
 	})
 	defer sched.Close()
-	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log})
+	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio})
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
 		return err
@@ -121,7 +133,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
 	log.Info("serving", "url", "http://"+addr, "model", b.Name, "context", b.ContextLength(),
-		"max_batch", o.maxBatch, "queue", o.queue, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads())
+		"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads())
 	if ready != nil {
 		ready(addr)
 	}
