@@ -29,7 +29,7 @@ func (v View) BlockTokens() int { return v.bt }
 // quantized format, say); callers then read the view through Scores and
 // Mix instead.
 func (v View) Block(i int) (BlockData, bool) {
-	if i < 0 || i >= v.Blocks() {
+	if i < 0 || i >= v.Blocks() || v.h.shared != nil { // shared: read through Scores and Mix
 		return BlockData{}, false
 	}
 	b := v.h.blocks[i]

@@ -106,6 +106,7 @@ type rows struct {
 	f32 []float32
 	b16 []uint16
 	q   *qrows
+	x   rowStore // ThinK's pruned keys, GEAR's corrected codes (rowstore.go)
 }
 
 func newRows(f Format, n int) rows {
@@ -120,6 +121,8 @@ func (r *rows) format() Format {
 	switch {
 	case r.q != nil:
 		return r.q.f
+	case r.x != nil:
+		return r.x.format()
 	case r.b16 != nil:
 		return BF16
 	}
@@ -131,6 +134,9 @@ func (r *rows) bytes() int64 {
 	if r.q != nil {
 		return r.q.bytes()
 	}
+	if r.x != nil {
+		return r.x.bytes()
+	}
 	return int64(len(r.f32))*4 + int64(len(r.b16))*2
 }
 
@@ -140,6 +146,9 @@ func (r *rows) bytes() int64 {
 func (r *rows) put(i int, x []float32) {
 	if r.q != nil {
 		r.unseal()
+	}
+	if r.x != nil {
+		r.widenStore()
 	}
 	d := len(x)
 	if r.b16 != nil {
@@ -155,6 +164,8 @@ func (r *rows) get(i int, dst []float32) {
 	switch {
 	case r.q != nil:
 		r.q.row(i, dst)
+	case r.x != nil:
+		r.x.get(i, dst)
 	case r.b16 != nil:
 		compute.BF16ToF32(dst, r.b16[i*d:(i+1)*d])
 	default:
@@ -167,6 +178,9 @@ func (r *rows) get(i int, dst []float32) {
 func (r *rows) copyRow(j int, src *rows, i, d int) {
 	if r.q != nil {
 		r.unseal()
+	}
+	if r.x != nil {
+		r.widenStore()
 	}
 	switch {
 	case src.q != nil:
@@ -196,6 +210,8 @@ func (r *rows) scores(dst, q []float32, lo, hi int, scale float32) {
 	switch {
 	case r.q != nil:
 		r.q.scores(dst, q, lo, hi, scale)
+	case r.x != nil:
+		r.x.scores(dst, q, lo, hi, scale)
 	case r.b16 != nil:
 		compute.ScoresBF16(dst, q, r.b16[lo*d:hi*d], hi-lo, scale)
 	default:
@@ -209,6 +225,8 @@ func (r *rows) mix(out, p []float32, lo, hi int) {
 	switch {
 	case r.q != nil:
 		r.q.mix(out, p, lo, hi)
+	case r.x != nil:
+		r.x.mix(out, p, lo, hi)
 	case r.b16 != nil:
 		compute.MixRowsBF16(out, p, r.b16[lo*d:hi*d], hi-lo)
 	default:

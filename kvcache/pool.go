@@ -154,7 +154,7 @@ func (p *Pool) release(bs []*block) {
 		if b.refs == 0 {
 			p.inUse--
 			p.used -= b.bytes()
-			if b.k.q == nil && b.v.q == nil { // sealed blocks are not reused: the GC takes them
+			if b.k.q == nil && b.v.q == nil && b.k.x == nil && b.v.x == nil { // sealed blocks are not reused: the GC takes them
 				p.free = append(p.free, b)
 			}
 		} else if b.refs < 0 {

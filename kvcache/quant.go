@@ -66,9 +66,17 @@ type qrows struct {
 	// scale and zero are float16 bits: [d] per channel, or [n·groups]
 	// per token.
 	scale, zero []uint16
+	// parts, when set, holds the rows in two precisions instead (mixed.go:
+	// MiKV, ZipCache); codes, scale and zero are then empty.
+	parts *mixedRows
 }
 
-func (q *qrows) bytes() int64 { return int64(len(q.codes)) + 2*int64(len(q.scale)+len(q.zero)) }
+func (q *qrows) bytes() int64 {
+	if q.parts != nil {
+		return q.parts.bytes()
+	}
+	return int64(len(q.codes)) + 2*int64(len(q.scale)+len(q.zero))
+}
 
 func (q *qrows) groups() int { return (q.d + ValueGroup - 1) / ValueGroup }
 
@@ -209,6 +217,10 @@ func (q *qrows) codeRow(i int) []byte { return q.codes[i*q.stride : (i+1)*q.stri
 
 // row dequantizes row i into dst (q.d floats).
 func (q *qrows) row(i int, dst []float32) {
+	if q.parts != nil {
+		q.parts.row(i, dst)
+		return
+	}
 	dst = dst[:q.d]
 	unpack(dst, q.codeRow(i), q.f.Bits())
 	if q.perToken {
@@ -237,11 +249,13 @@ func dotCodes(w []float32, row []byte, bits int) float32 {
 	case 8:
 		for ; c+4 <= d; c += 4 {
 			b, x := row[c:c+4:c+4], w[c:c+4:c+4]
-			s0 += x[0] * float32(b[0])
-			s1 += x[1] * float32(b[1])
-			s2 += x[2] * float32(b[2])
-			s3 += x[3] * float32(b[3])
+			s0 += x[0] * lut8[b[0]]
+			s1 += x[1] * lut8[b[1]]
+			s2 += x[2] * lut8[b[2]]
+			s3 += x[3] * lut8[b[3]]
 		}
+	case 3:
+		s0, c = dot3(w, row) // quant_codes.go
 	case 4:
 		for ; c+4 <= d; c += 4 {
 			e, f, x := &lut4[row[c>>1]], &lut4[row[c>>1+1]], w[c:c+4:c+4]
@@ -271,9 +285,11 @@ func axpyCodes(out []float32, a float32, row []byte, bits int) {
 	switch bits {
 	case 8:
 		for i, v := range row[:d] {
-			out[i] += a * float32(v)
+			out[i] += a * lut8[v]
 		}
 		return
+	case 3:
+		c = axpy3(out, a, row) // quant_codes.go
 	case 4:
 		for ; c+2 <= d; c += 2 {
 			e := &lut4[row[c>>1]]
@@ -299,6 +315,10 @@ func axpyCodes(out []float32, a float32, row []byte, bits int) {
 // Σ (q_c·s_c)·code_c. The loops are plain Go over the packed codes, with
 // scratch space on the stack.
 func (q *qrows) scores(dst, qv []float32, lo, hi int, scale float32) {
+	if q.parts != nil {
+		q.parts.scores(dst, qv, lo, hi, scale)
+		return
+	}
 	d, bits := q.d, q.f.Bits()
 	qv = qv[:d]
 	if q.perToken {
@@ -340,6 +360,10 @@ func (q *qrows) scores(dst, qv []float32, lo, hi int, scale float32) {
 // add each group's zero term once at the end; per-channel rows sum the
 // weighted codes and apply the scales once.
 func (q *qrows) mix(out, p []float32, lo, hi int) {
+	if q.parts != nil {
+		q.parts.mix(out, p, lo, hi)
+		return
+	}
 	d, bits := q.d, q.f.Bits()
 	out = out[:d]
 	if q.perToken {
@@ -500,15 +524,20 @@ func (p *Pool) unseal(b *block) {
 }
 
 // StoredBytes returns the bytes the arrays of this sequence's blocks hold
-// (a block shared with another sequence counts in both): full-precision
+// (a block shared with another sequence counts in both, one a layer reads
+// from another layer of this sequence once, with the reader's scales and
+// retained tokens; see ShareHead): full-precision
 // blocks at Pool.BlockBytes, quantized ones at their codes, float16 scales
 // and zeros, and positions. Bytes returns the same.
 func (s *Seq) StoredBytes() int64 {
 	var n int64
 	for i := range s.heads {
-		for _, b := range s.heads[i].blocks {
-			n += b.bytes()
+		for bi, b := range s.heads[i].blocks {
+			if !s.borrowed(i, bi) { // a block read from another layer counts there
+				n += b.bytes()
+			}
 		}
+		n += s.heads[i].shared.bytes()
 	}
 	return n
 }

@@ -10,6 +10,9 @@ import (
 type headList struct {
 	blocks []*block
 	n      int // tokens
+	// shared is set while the head reads another layer's blocks
+	// (MiniCache's cross-layer merge; see crosslayer.go).
+	shared *sharedHead
 }
 
 // Seq is the KV cache of one sequence. A Seq is used by one goroutine at a
@@ -103,6 +106,9 @@ func (s *Seq) Append(layer, head int, k, v []float32, pos int) {
 	if b.k.q != nil || b.v.q != nil { // truncated into a sealed block
 		s.pool.unseal(b)
 	}
+	if b.k.x != nil || b.v.x != nil { // likewise, a ThinK or GEAR block (rowstore.go)
+		s.pool.widenStores(b)
+	}
 	b.k.put(i, k)
 	b.v.put(i, v)
 	b.pos[i] = int32(pos)
@@ -146,6 +152,7 @@ func (s *Seq) Truncate(pos int) error {
 
 // shrink keeps the first n tokens of h.
 func (s *Seq) shrink(h *headList, n int) {
+	s.cutShared(h, n)
 	bt := s.pool.cfg.BlockTokens
 	nb := (n + bt - 1) / bt
 	s.pool.release(h.blocks[nb:])
@@ -177,6 +184,7 @@ func (s *Seq) Fork(n int) (*Seq, error) {
 		fh := &f.heads[i]
 		fh.blocks = append([]*block(nil), h.blocks[:nb]...)
 		s.pool.retain(fh.blocks)
+		fh.shared = f.cloneShared(h.shared)
 		fh.n = nb * bt
 		if nb > 0 {
 			fh.n = min(fh.n, h.n)
@@ -196,6 +204,9 @@ func (s *Seq) Keep(layer, head int, idx []int) error {
 		if j < 0 || j >= h.n || (i > 0 && j <= idx[i-1]) {
 			return fmt.Errorf("kvcache: keep index %d at %d: indices must be ascending within [0, %d)", j, i, h.n)
 		}
+	}
+	if err := s.unshare(h); err != nil {
+		return err
 	}
 	bt := s.pool.cfg.BlockTokens
 	nb := (len(idx) + bt - 1) / bt
@@ -225,6 +236,7 @@ func (s *Seq) Release() {
 	s.closed = true
 	for i := range s.heads {
 		s.pool.release(s.heads[i].blocks)
+		s.dropShared(&s.heads[i])
 		s.heads[i] = headList{}
 	}
 }

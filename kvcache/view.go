@@ -24,10 +24,20 @@ func (v View) Len() int { return v.h.n }
 func (v View) Pos(j int) int { return int(v.h.blocks[j/v.bt].pos[j%v.bt]) }
 
 // Key widens token j's key into dst.
-func (v View) Key(j int, dst []float32) { v.h.blocks[j/v.bt].k.get(j%v.bt, dst[:v.d]) }
+func (v View) Key(j int, dst []float32) {
+	if v.sharedKey(j, dst) {
+		return
+	}
+	v.h.blocks[j/v.bt].k.get(j%v.bt, dst[:v.d])
+}
 
 // Value widens token j's value into dst.
-func (v View) Value(j int, dst []float32) { v.h.blocks[j/v.bt].v.get(j%v.bt, dst[:v.d]) }
+func (v View) Value(j int, dst []float32) {
+	if v.sharedValue(j, dst) {
+		return
+	}
+	v.h.blocks[j/v.bt].v.get(j%v.bt, dst[:v.d])
+}
 
 // Span returns the token range [lo, hi) whose positions p satisfy
 // from ≤ p ≤ to.
@@ -39,6 +49,10 @@ func (v View) Span(from, to int) (lo, hi int) {
 
 // Scores sets dst[j−lo] = scale · q·key(j) for tokens j in [lo, hi).
 func (v View) Scores(dst, q []float32, lo, hi int, scale float32) {
+	if v.h.shared != nil {
+		v.sharedScores(dst, q, lo, hi, scale)
+		return
+	}
 	for lo < hi {
 		bi, off := lo/v.bt, lo%v.bt
 		end := min(hi-lo, v.bt-off)
@@ -49,6 +63,10 @@ func (v View) Scores(dst, q []float32, lo, hi int, scale float32) {
 
 // Mix adds Σ p[j−lo]·value(j) over tokens j in [lo, hi) to out.
 func (v View) Mix(out, p []float32, lo, hi int) {
+	if v.h.shared != nil {
+		v.sharedMix(out, p, lo, hi)
+		return
+	}
 	for lo < hi {
 		bi, off := lo/v.bt, lo%v.bt
 		end := min(hi-lo, v.bt-off)
@@ -59,5 +77,6 @@ func (v View) Mix(out, p []float32, lo, hi int) {
 
 // Format returns how token j's key and value are stored: the pool's
 // format, or a KIVI format (arXiv:2402.02750) once Seq.Quantize has sealed
-// its block.
-func (v View) Format(j int) Format { return v.h.blocks[j/v.bt].k.format() }
+// its block, or the token's own format in a mixed-precision block
+// (Seq.QuantizeMixed).
+func (v View) Format(j int) Format { return v.h.blocks[j/v.bt].k.formatAt(j % v.bt) }

@@ -24,6 +24,10 @@ type composed struct {
 
 func (c composed) Quantize(seq *kvcache.Seq) error { return c.quant.Quantize(seq) }
 
+// Needs asks for what the eviction method and the stage both need (ThinK's
+// window queries after keydiff, say).
+func (c composed) Needs() Needs { return needsOf(c.Scorer, c.quant) }
+
 // Quantizer returns the press's quantization stage, or nil when it only
 // evicts.
 func (p *Press) Quantizer() Quantizer {
@@ -42,7 +46,7 @@ func (p *Press) Compress(m *model.Model, seq *kvcache.Seq, obs *model.Observer) 
 		return err
 	}
 	if q := p.Quantizer(); q != nil {
-		if err := q.Quantize(seq); err != nil {
+		if err := runStage(q, m, seq, obs, p.Ratio); err != nil { // stage.go
 			return fmt.Errorf("press %s: %w", p.Name, err)
 		}
 	}
@@ -55,6 +59,8 @@ func (p *Press) Compress(m *model.Model, seq *kvcache.Seq, obs *model.Observer) 
 //   - a registered method, e.g. "keydiff", as New builds it;
 //   - a quantization press, e.g. "kivi4": the ratio is ignored and the
 //     press reports 0, for it keeps every token (KIVI, arXiv:2402.02750);
+//     except a StorageStage such as "think", whose ratio is the fraction
+//     of key channels it removes (ThinK, arXiv:2407.21018);
 //   - a composition "A+B" of an eviction method A, run at the ratio, then
 //     a quantization press B, e.g. "keydiff+kivi4" (evict half with KeyDiff,
 //     store the rest in 4 bits with a 128-token full-precision window).
@@ -73,7 +79,7 @@ func Parse(name string, ratio float64) (*Press, error) {
 		if len(parts) > 1 {
 			return nil, fmt.Errorf("press %q: %s quantizes; put the eviction method first, as in keydiff+kivi4", name, parts[0])
 		}
-		return &Press{Name: name, Scorer: q, Budget: KeepAll{}}, nil
+		return &Press{Name: name, Scorer: q, Budget: KeepAll{}, Ratio: stageRatio(q, ratio)}, nil
 	}
 	evict, err := New(parts[0], ratio)
 	if err != nil {

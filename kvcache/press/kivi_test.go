@@ -64,8 +64,10 @@ func TestKIVIPressNeverEvicts(t *testing.T) {
 	if _, err := New("kivi4", 0.5); err == nil {
 		t.Error("New built a quantization press")
 	}
-	if !slices.Equal(QuantNames(), []string{"kivi2", "kivi3", "kivi4", "kivi8"}) {
-		t.Errorf("QuantNames %v", QuantNames())
+	for _, name := range []string{"kivi2", "kivi3", "kivi4", "kivi8"} {
+		if !slices.Contains(QuantNames(), name) {
+			t.Errorf("QuantNames %v lacks %s", QuantNames(), name)
+		}
 	}
 }
 

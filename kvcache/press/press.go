@@ -121,6 +121,9 @@ func (p *Press) Apply(m *model.Model, seq *kvcache.Seq, obs *model.Observer) err
 	if p.Ratio == 0 {
 		return nil
 	}
+	if a, ok := p.Budget.(Applier); ok { // chelsea, ems, minicache (kvmerge.go)
+		return a.ApplyPress(p, m, seq, obs)
+	}
 	if mg, ok := p.Budget.(Merger); ok {
 		return p.applyMerging(m, seq, obs, mg)
 	}
