@@ -52,6 +52,11 @@ type kernelSet struct {
 	dotQ8 func(d []float32, w []byte, x []float32, k int)
 	// q8ToF32 dequantizes len(dst)/32 Q8_0 blocks of src into dst.
 	q8ToF32 func(dst []float32, src []byte)
+	// dotQ4 is dotQ8 for Q4 rows (see Q4Block): d[r] = Σ_{i<k} w_r[i]·x[i]
+	// for r < len(d), k a multiple of 32.
+	dotQ4 func(d []float32, w []byte, x []float32, k int)
+	// q4ToF32 dequantizes len(dst)/32 Q4 blocks of src into dst, exactly.
+	q4ToF32 func(dst []float32, src []byte)
 }
 
 var generic = kernelSet{
@@ -80,6 +85,8 @@ var generic = kernelSet{
 
 	dotQ8:   dotQ8Generic,
 	q8ToF32: q8ToF32Generic,
+	dotQ4:   dotQ4Generic,
+	q4ToF32: q4ToF32Generic,
 }
 
 // kernels is the set in use, chosen once at start-up.

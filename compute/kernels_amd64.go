@@ -52,6 +52,8 @@ var avx2 = kernelSet{
 
 	dotQ8:   dotQ8AVX2Go,
 	q8ToF32: q8ToF32AVX2Go,
+	dotQ4:   dotQ4AVX2Go,
+	q4ToF32: q4ToF32AVX2Go,
 }
 
 // hasAVX2 reports whether the avx2 set runs here: it also uses F16C, which

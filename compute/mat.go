@@ -18,6 +18,7 @@ const (
 	F32  DType = iota // 32-bit IEEE floats
 	BF16              // bfloat16: the top 16 bits of a float32
 	Q8_0              // ggml Q8_0: blocks of 32 int8 with one float16 scale
+	Q4                // kvserve's Q4: blocks of 32 4-bit codes with a float32 scale and offset
 )
 
 // String returns the type's short name, such as "bf16".
@@ -29,6 +30,8 @@ func (d DType) String() string {
 		return "bf16"
 	case Q8_0:
 		return "q8_0"
+	case Q4:
+		return "q4"
 	}
 	return fmt.Sprintf("dtype(%d)", d)
 }
@@ -43,6 +46,8 @@ type Mat struct {
 	// Q8 holds the raw ggml blocks of a Q8_0 matrix, row after row: see
 	// NewQ8_0.
 	Q8 []byte
+	// Q4 holds the blocks of a Q4 matrix, row after row: see NewQ4.
+	Q4 []byte
 }
 
 // Bytes returns the storage size of the matrix.
@@ -52,6 +57,8 @@ func (m *Mat) Bytes() int64 {
 		return int64(len(m.BF16)) * 2
 	case Q8_0:
 		return int64(len(m.Q8))
+	case Q4:
+		return int64(len(m.Q4))
 	}
 	return int64(len(m.F32)) * 4
 }
@@ -64,6 +71,9 @@ func (m *Mat) Row(i int, dst []float32) {
 	case Q8_0:
 		rb := q8RowBytes(m.Cols)
 		kernels.q8ToF32(dst[:m.Cols], m.Q8[i*rb:(i+1)*rb])
+	case Q4:
+		rb := Q4RowBytes(m.Cols)
+		kernels.q4ToF32(dst[:m.Cols], m.Q4[i*rb:(i+1)*rb])
 	default:
 		copy(dst[:m.Cols], m.F32[i*m.Cols:(i+1)*m.Cols])
 	}
@@ -148,6 +158,8 @@ func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
 		short = len(w.BF16) < rows*cols
 	case Q8_0:
 		short = cols%Q8Block != 0 || len(w.Q8) < rows*q8RowBytes(cols)
+	case Q4:
+		short = cols%Q4Block != 0 || len(w.Q4) < rows*Q4RowBytes(cols)
 	default:
 		panic(fmt.Sprintf("compute.MatMul: unknown %v", w.DType))
 	}
@@ -186,14 +198,19 @@ func (p *Pool) runMatMul(worker, blo, bhi int) {
 		// a chunk of rows at a time so that they stay in cache across the
 		// tokens.
 		const chunk = 64
-		rb := q8RowBytes(cols)
 		for r := lo; r < hi; r += chunk {
 			r1 := min(hi, r+chunk)
 			for t := range n {
-				if w.DType == Q8_0 {
-					ks.dotQ8(y[t*rows+r:t*rows+r1], w.Q8[r*rb:r1*rb], x[t*cols:(t+1)*cols], cols)
-				} else {
-					ks.dotBF16(y[t*rows+r:t*rows+r1], w.BF16[r*cols:r1*cols], cols, x[t*cols:(t+1)*cols], cols)
+				yt, xt := y[t*rows+r:t*rows+r1], x[t*cols:(t+1)*cols]
+				switch w.DType {
+				case Q8_0:
+					rb := q8RowBytes(cols)
+					ks.dotQ8(yt, w.Q8[r*rb:r1*rb], xt, cols)
+				case Q4:
+					rb := Q4RowBytes(cols)
+					ks.dotQ4(yt, w.Q4[r*rb:r1*rb], xt, cols)
+				default:
+					ks.dotBF16(yt, w.BF16[r*cols:r1*cols], cols, xt, cols)
 				}
 			}
 		}
@@ -220,6 +237,10 @@ func (p *Pool) runMatMul(worker, blo, bhi int) {
 				wr = buf[:nr*cols]
 				rb := q8RowBytes(cols)
 				ks.q8ToF32(wr, w.Q8[r*rb:(r+nr)*rb])
+			case Q4:
+				wr = buf[:nr*cols]
+				rb := Q4RowBytes(cols)
+				ks.q4ToF32(wr, w.Q4[r*rb:(r+nr)*rb])
 			default:
 				wr = w.F32[r*cols : (r+nr)*cols]
 			}

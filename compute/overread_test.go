@@ -170,6 +170,30 @@ func (a *ovArena) q8(rows, cols int) []byte {
 	return body[:n:n]
 }
 
+// q4 returns rows × cols Q4 weights (cols a multiple of 32).
+func (a *ovArena) q4(rows, cols int) []byte {
+	n := rows * Q4RowBytes(cols)
+	pb := byte(0x7b) // scale and offset 1.3e36, codes 11 and 7
+	if a.poison == 1 {
+		pb = 0xff // scale and offset NaN
+	}
+	b := &ovBuf{u8: a.mem(ovHead + n + a.tail()), writable: make([]bool, n)}
+	for i := range b.u8 {
+		b.u8[i] = pb
+	}
+	body := b.u8[ovHead : ovHead+n]
+	for i := 0; i < n; i += Q4BlockBytes {
+		s := float32(1+a.rng.Float64()) / 16
+		putQ4Block(body[i:], s, -8*s*float32(a.rng.Float64()))
+		for j := 8; j < Q4BlockBytes; j++ {
+			body[i+j] = byte(a.rng.IntN(256))
+		}
+	}
+	b.orig = append([]byte(nil), b.u8...)
+	a.bufs = append(a.bufs, b)
+	return body[:n:n]
+}
+
 func ovClose(g, w float32) bool {
 	if g != g || w != w {
 		return g != g && w != w
@@ -366,13 +390,40 @@ func TestNoOverread(t *testing.T) {
 		}
 	})
 
+	// Mat.Row of the blocked types widens one row through q8ToF32 or
+	// q4ToF32; its neighbours must stay unread.
+	for _, dt := range []DType{Q8_0, Q4} {
+		t.Run("Row"+dt.String(), func(t *testing.T) {
+			for cols := 32; cols <= 4*32; cols += 32 {
+				for rows := 1; rows <= 3; rows++ {
+					for r := range rows {
+						ok := ovCheck(t, uint64(cols*100+rows*10+r), fmt.Sprintf("Row %v row %d of %d × %d", dt, r, rows, cols), func(a *ovArena) []float32 {
+							w := &Mat{Rows: rows, Cols: cols, DType: dt}
+							if dt == Q4 {
+								w.Q4 = a.q4(rows, cols)
+							} else {
+								w.Q8 = a.q8(rows, cols)
+							}
+							w.Row(r, a.f32w(cols))
+							return nil
+						})
+						if !ok {
+							return
+						}
+					}
+				}
+			}
+		})
+	}
+
 	// MatMul: n = 1…9 activation rows × rows = 1…9 weight rows × cols.
 	pool := NewPool(2)
 	defer pool.Close()
-	for _, dt := range []DType{F32, BF16, Q8_0} {
+	for _, dt := range []DType{F32, BF16, Q8_0, Q4} {
+		blocked := dt == Q8_0 || dt == Q4 // cols in whole blocks of 32
 		t.Run("MatMul"+dt.String(), func(t *testing.T) {
 			for cols := 0; cols <= maxLen+16; cols++ {
-				if dt == Q8_0 && cols%Q8Block != 0 || dt != Q8_0 && cols > maxLen {
+				if blocked && cols%32 != 0 || !blocked && cols > maxLen {
 					continue
 				}
 				for rows := 1; rows <= 9; rows++ {
@@ -389,6 +440,8 @@ func TestNoOverread(t *testing.T) {
 								w.BF16 = a.u16(rows * cols)
 							case Q8_0:
 								w.Q8 = a.q8(rows, cols)
+							case Q4:
+								w.Q4 = a.q4(rows, cols)
 							}
 							y := a.f32w(n * rows)
 							pool.MatMul(y, a.f32(n*cols), n, w)

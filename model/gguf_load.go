@@ -30,9 +30,12 @@ const ggufMaxDim = 1 << 24
 // (its metadata are copies and stay valid).
 //
 // Weights are used as stored where the kernels can: BF16 and F32 matrices
-// in place, F16 widened to F32, Q8_0 as Q8_0. Other quantized types
-// (Q4_0, Q4_K, Q6_K, …) are dequantized to F32 at load, which costs
-// 4 bytes per weight. llama.cpp's row permutation of Llama's attn_q and
+// in place, F16 widened to F32, Q8_0 as Q8_0. Q4_0, Q4_1 and Q4_K
+// matrices are converted to compute.Q4 (0.75 bytes per weight), which
+// keeps every weight's value (see compute.Q4FromGGML). Other quantized
+// types (Q5_K, Q6_K, …) are dequantized to F32 at load, which costs
+// 4 bytes per weight: Q6_K's 16-element sub-blocks with 8-bit scales have
+// no exact Q8_0 or Q4 form. GGUFMatDType tells which type a matrix gets. llama.cpp's row permutation of Llama's attn_q and
 // attn_k is undone; Gemma 3's norm weights, which llama.cpp stores with 1
 // added, are used as multipliers (Config.NormAddOne is false).
 func LoadGGUF(path string, pool *compute.Pool) (*Model, *gguf.File, error) {
@@ -399,6 +402,8 @@ func ggufMat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 		for i := range m.F32 {
 			m.F32[i] = compute.F16ToF32(binary.LittleEndian.Uint16(t.Data[2*i:]))
 		}
+	case gguf.Q4_0, gguf.Q4_1, gguf.Q4_K:
+		return q4Mat(t, rows, cols, heads)
 	case gguf.Q8_0:
 		raw := t.Data
 		if heads > 0 {
@@ -410,7 +415,7 @@ func ggufMat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 		return q8Mat(rows, cols, raw)
 	default:
 		if !gguf.CanDequantize(t.Type) {
-			return nil, fmt.Errorf("type %s is not supported (kvserve loads F32, F16, BF16, Q8_0 and dequantizes Q4_0, Q4_1, Q5_0, Q5_1, Q8_1 and the k-quants)", t.Type)
+			return nil, fmt.Errorf("type %s is not supported (kvserve loads F32, F16, BF16, Q8_0, Q4_0, Q4_1 and Q4_K, and dequantizes Q5_0, Q5_1, Q8_1 and the other k-quants)", t.Type)
 		}
 		m.DType = compute.F32
 		m.F32 = make([]float32, rows*cols)
@@ -422,6 +427,41 @@ func ggufMat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 		m.F32, err = gguf.UnpermuteQK(m.F32, rows, cols, heads)
 	}
 	return m, err
+}
+
+// GGUFMatDType returns the storage type LoadGGUF gives a weight matrix
+// stored in GGUF as typ, and false if it cannot load typ. (1-D tensors are
+// always read as F32.)
+func GGUFMatDType(typ gguf.Type) (compute.DType, bool) {
+	switch typ {
+	case gguf.BF16:
+		return compute.BF16, true
+	case gguf.Q8_0:
+		return compute.Q8_0, true
+	case gguf.Q4_0, gguf.Q4_1, gguf.Q4_K:
+		return compute.Q4, true
+	}
+	return compute.F32, gguf.CanDequantize(typ)
+}
+
+// ggmlQ4 maps the GGUF types that convert exactly to compute.Q4.
+var ggmlQ4 = map[gguf.Type]compute.GGMLQ4{gguf.Q4_0: compute.GGMLQ4_0, gguf.Q4_1: compute.GGMLQ4_1, gguf.Q4_K: compute.GGMLQ4_K}
+
+// q4Mat converts a Q4_0, Q4_1 or Q4_K tensor to a Q4 matrix (a copy, 24
+// bytes per 32 weights), un-permuting q/k rows when heads > 0.
+func q4Mat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
+	rb := compute.Q4RowBytes(cols)
+	raw := make([]byte, rows*rb)
+	if err := compute.Q4FromGGML(ggmlQ4[t.Type], raw, t.Data); err != nil {
+		return nil, err
+	}
+	if heads > 0 {
+		var err error
+		if raw, err = gguf.UnpermuteQK(raw, rows, rb, heads); err != nil {
+			return nil, err
+		}
+	}
+	return compute.NewQ4(rows, cols, raw)
 }
 
 // q8Mat wraps Q8_0 rows (34 bytes per 32 weights) as a matrix, in place.

@@ -61,6 +61,9 @@ type inspectTensor struct {
 	DType string `json:"dtype"`
 	Shape []int  `json:"shape"` // outermost first, as PyTorch writes it
 	Bytes int64  `json:"bytes"`
+	// Load is the storage type kvserve keeps a GGUF matrix in once loaded
+	// ("q4" for Q4_0, Q4_1 and Q4_K, "f32" for types it dequantizes).
+	Load string `json:"load,omitempty"`
 }
 
 type inspectTok struct {
@@ -143,6 +146,9 @@ func inspectGGUF(path string) (*inspectReport, error) {
 	}
 	for _, t := range f.Tensors {
 		r.add(t.Name, t.Type.String(), t.Shape(), int64(len(t.Data)))
+		if dt, ok := model.GGUFMatDType(t.Type); ok && len(t.Dims) == 2 {
+			r.Tensors[len(r.Tensors)-1].Load = dt.String()
+		}
 	}
 	md, err := f.TokenizerMetadata()
 	if err != nil {
@@ -255,7 +261,7 @@ func inspectFolder(dir string) (*inspectReport, error) {
 }
 
 func (r *inspectReport) add(name, dtype string, shape []int, bytes int64) {
-	r.Tensors = append(r.Tensors, inspectTensor{name, dtype, shape, bytes})
+	r.Tensors = append(r.Tensors, inspectTensor{Name: name, DType: dtype, Shape: shape, Bytes: bytes})
 	r.TensorBytes += bytes
 }
 
@@ -341,9 +347,21 @@ func (r *inspectReport) print(w io.Writer) error {
 		summary = append(summary, fmt.Sprintf("%d %s (%s)", byType[d][0], d, humanBytes(byType[d][1])))
 	}
 	fmt.Fprintf(&b, "\ntensors       %d, %s (%d bytes): %s\n", len(r.Tensors), humanBytes(r.TensorBytes), r.TensorBytes, strings.Join(summary, ", "))
-	fmt.Fprintf(&b, "  %-*s  %-6s  %-14s  %s\n", width, "name", "dtype", "shape", "bytes")
+	loads := false
 	for _, t := range r.Tensors {
-		fmt.Fprintf(&b, "  %-*s  %-6s  %-14s  %d\n", width, t.Name, t.DType, fmt.Sprint(t.Shape), t.Bytes)
+		loads = loads || t.Load != ""
+	}
+	if loads {
+		fmt.Fprintf(&b, "  %-*s  %-6s  %-8s  %-14s  %s\n", width, "name", "dtype", "loads as", "shape", "bytes")
+	} else {
+		fmt.Fprintf(&b, "  %-*s  %-6s  %-14s  %s\n", width, "name", "dtype", "shape", "bytes")
+	}
+	for _, t := range r.Tensors {
+		if loads {
+			fmt.Fprintf(&b, "  %-*s  %-6s  %-8s  %-14s  %d\n", width, t.Name, t.DType, t.Load, fmt.Sprint(t.Shape), t.Bytes)
+		} else {
+			fmt.Fprintf(&b, "  %-*s  %-6s  %-14s  %d\n", width, t.Name, t.DType, fmt.Sprint(t.Shape), t.Bytes)
+		}
 	}
 
 	fmt.Fprintln(&b)
