@@ -39,15 +39,22 @@ type quantStage interface {
 // quantizers maps quantization press names to their stages.
 var quantizers = map[string]quantStage{}
 
+// ShortResidual is the full-precision window of the kivi…r32 presses:
+// one block instead of KIVI's four, for tighter byte budgets.
+const ShortResidual = 32
+
 func init() {
 	for _, f := range []kvcache.Format{kvcache.Int2, kvcache.Int3, kvcache.Int4, kvcache.Int8} {
-		q := KIVI{Format: f, Residual: kvcache.DefaultResidual}
-		quantizers[q.Name()] = q
+		for _, r := range []int{kvcache.DefaultResidual, ShortResidual} {
+			q := KIVI{Format: f, Residual: r}
+			quantizers[q.Name()] = q
+		}
 	}
 }
 
 // QuantNames lists the quantization presses Parse knows (kivi2, kivi3,
-// kivi4, kivi8: KIVI, arXiv:2402.02750), alone or after "+".
+// kivi4, kivi8: KIVI, arXiv:2402.02750, and the same with a 32-token
+// window, kivi2r32 …; and the other storage stages), alone or after "+".
 func QuantNames() []string {
 	var out []string
 	for n := range quantizers {
@@ -57,8 +64,14 @@ func QuantNames() []string {
 	return out
 }
 
-// Name returns the press name, kivi2, kivi3, kivi4 or kivi8.
-func (q KIVI) Name() string { return fmt.Sprintf("kivi%d", q.Format.Bits()) }
+// Name returns the press name: kivi2, kivi3, kivi4 or kivi8 with the
+// default window, and kivi4r32 and the like with another.
+func (q KIVI) Name() string {
+	if q.Residual == kvcache.DefaultResidual {
+		return fmt.Sprintf("kivi%d", q.Format.Bits())
+	}
+	return fmt.Sprintf("kivi%dr%d", q.Format.Bits(), q.Residual)
+}
 
 // Quantize implements Quantizer: it seals every block older than the
 // residual window into q.Format (kvcache.Seq.Quantize, KIVI's layout).
