@@ -49,15 +49,23 @@ const (
 )
 
 func init() {
-	for _, f := range []kvcache.Format{kvcache.Int2, kvcache.Int4} {
-		g := GEAR{kvcache.GEARConfig{Format: f, Residual: gearBuffer, Rank: gearRank, DecodeRank: gearDecodeRank,
-			Sparsity: gearSparsity, Iters: gearIters}}
-		quantizers[g.Name()] = g
+	for _, f := range []kvcache.Format{kvcache.Int2, kvcache.Int3, kvcache.Int4} {
+		for _, buf := range []int{gearBuffer, ShortResidual} {
+			g := GEAR{kvcache.GEARConfig{Format: f, Residual: buf, Rank: gearRank, DecodeRank: gearDecodeRank,
+				Sparsity: gearSparsity, Iters: gearIters}}
+			quantizers[g.Name()] = g
+		}
 	}
 }
 
-// Name returns the press name, gear2 or gear4.
-func (g GEAR) Name() string { return fmt.Sprintf("gear%d", g.Format.Bits()) }
+// Name returns the press name: gear2, gear3 or gear4 with GEAR's 64-token
+// buffer, gear4r32 and the like with a one-block buffer.
+func (g GEAR) Name() string {
+	if g.Residual == gearBuffer {
+		return fmt.Sprintf("gear%d", g.Format.Bits())
+	}
+	return fmt.Sprintf("gear%dr%d", g.Format.Bits(), g.Residual)
+}
 
 // Quantize implements Quantizer: it seals every block older than the
 // streaming buffer in GEAR's layout (kvcache.Seq.GEARQuantize).
