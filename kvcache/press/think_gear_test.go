@@ -82,7 +82,7 @@ func TestParseThinKAndGEAR(t *testing.T) {
 			t.Errorf("%s: stage %v, want %v", tc.name, p.Quantizer() != nil, tc.stage)
 		}
 	}
-	for _, bad := range []string{"think+kivi4", "gear4+keydiff", "gear3"} {
+	for _, bad := range []string{"think+kivi4", "gear4+keydiff", "gear5", "gear4r16"} {
 		if _, err := Parse(bad, 0.5); err == nil {
 			t.Errorf("%s: no error", bad)
 		}
