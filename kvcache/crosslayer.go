@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-
-	"github.com/kvserve/kvserve/compute"
 )
 
 // Cross-layer sharing, the storage of MiniCache (Liu et al., "MiniCache:
@@ -24,8 +22,9 @@ import (
 //
 // Bytes, as Pool.UsedBytes and Seq.StoredBytes count them: the shared
 // blocks once (they are reference-counted blocks of the pool), plus, per
-// target head, 4 bytes per scale (two per token), and 4 + 2·HeadDim·4
-// bytes per retained token (index, key, value in float32).
+// target head, 4 bytes per scale (two per token), and per retained token
+// 4 bytes of index plus its key and value in the pool's format (f32 or
+// bf16, as a block would hold them).
 //
 // The blocks are shared as Fork shares blocks: whichever head writes into a
 // shared block (a new token appended into the partial last block) first
@@ -42,7 +41,7 @@ type sharedHead struct {
 	kScale []float32 // [m]
 	vScale []float32 // [m]
 	ret    []int32   // retained tokens, ascending, each < m
-	rk, rv []float32 // their keys and values, len(ret)·HeadDim each
+	rk, rv rows      // their keys and values, row i for ret[i], in the pool's format
 }
 
 // bytes returns the bytes x's arrays hold (0 for nil).
@@ -50,7 +49,7 @@ func (x *sharedHead) bytes() int64 {
 	if x == nil {
 		return 0
 	}
-	return 4 * int64(len(x.kScale)+len(x.vScale)+len(x.ret)+len(x.rk)+len(x.rv))
+	return 4*int64(len(x.kScale)+len(x.vScale)+len(x.ret)) + x.rk.bytes() + x.rv.bytes()
 }
 
 // retained returns the index into x.ret of token j, or −1.
@@ -75,9 +74,17 @@ func (x *sharedHead) cut(n, d int) *sharedHead {
 		kScale: append([]float32(nil), x.kScale[:n]...),
 		vScale: append([]float32(nil), x.vScale[:n]...),
 		ret:    append([]int32(nil), x.ret[:r]...),
-		rk:     append([]float32(nil), x.rk[:r*d]...),
-		rv:     append([]float32(nil), x.rv[:r*d]...),
+		rk:     x.rk.prefix(r * d),
+		rv:     x.rv.prefix(r * d),
 	}
+}
+
+// prefix returns a copy of r's first n elements (r is full precision).
+func (r *rows) prefix(n int) rows {
+	if r.b16 != nil {
+		return rows{b16: append([]uint16(nil), r.b16[:n]...)}
+	}
+	return rows{f32: append([]float32(nil), r.f32[:n]...)}
 }
 
 // Retained is a token that a target head of ShareHead keeps as its own
@@ -106,10 +113,16 @@ func (s *Seq) ShareHead(from, to, head int, kScale, vScale []float32, retained [
 	src, dst := s.list(from, head), s.list(to, head)
 	x := &sharedHead{from: from*s.pool.cfg.KVHeads + head, m: src.n,
 		kScale: append([]float32(nil), kScale...), vScale: append([]float32(nil), vScale...)}
-	for _, r := range retained {
+	d := s.pool.cfg.HeadDim
+	f := F32
+	if s.pool.cfg.Format == BF16 {
+		f = BF16
+	}
+	x.rk, x.rv = newRows(f, len(retained)*d), newRows(f, len(retained)*d)
+	for i, r := range retained {
 		x.ret = append(x.ret, int32(r.Index))
-		x.rk = append(x.rk, r.Key...)
-		x.rv = append(x.rv, r.Value...)
+		x.rk.put(i, r.Key)
+		x.rv.put(i, r.Value)
 	}
 	s.pool.release(dst.blocks)
 	dst.blocks = append([]*block(nil), src.blocks...)
@@ -266,11 +279,11 @@ func (v View) sharedRow(j int, dst []float32, key bool) bool {
 	}
 	dst = dst[:v.d]
 	if r := x.retained(j); r >= 0 {
-		own := x.rv
+		own := &x.rv
 		if key {
-			own = x.rk
+			own = &x.rk
 		}
-		copy(dst, own[r*v.d:(r+1)*v.d])
+		own.get(r, dst)
 		return true
 	}
 	b := v.h.blocks[j/v.bt]
@@ -302,7 +315,8 @@ func (v View) sharedScores(dst, q []float32, lo, hi int, scale float32) {
 		dst[j-lo] *= x.kScale[j]
 	}
 	for i := sort.Search(len(x.ret), func(i int) bool { return int(x.ret[i]) >= lo }); i < len(x.ret) && int(x.ret[i]) < hi; i++ {
-		dst[int(x.ret[i])-lo] = scale * compute.Dot(q, x.rk[i*v.d:(i+1)*v.d])
+		j := int(x.ret[i]) - lo
+		x.rk.scores(dst[j:j+1], q, i, i+1, scale)
 	}
 }
 
@@ -334,9 +348,7 @@ func (v View) sharedMix(out, p []float32, lo, hi int) {
 		a += end
 	}
 	for i := sort.Search(len(x.ret), func(i int) bool { return int(x.ret[i]) >= lo }); i < len(x.ret) && int(x.ret[i]) < hi; i++ {
-		pj := p[int(x.ret[i])-lo]
-		for c, val := range x.rv[i*v.d : (i+1)*v.d] {
-			out[c] += pj * val
-		}
+		j := int(x.ret[i]) - lo
+		x.rv.mix(out, p[j:j+1], i, i+1)
 	}
 }

@@ -238,3 +238,30 @@ func TestShareHeadRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestShareHeadBF16 checks that on a bf16 pool a retained token is stored
+// as a bf16 row — counted at 2 bytes an element, read back rounded as a
+// block would round it.
+func TestShareHeadBF16(t *testing.T) {
+	p := NewPool(PoolConfig{Layers: 2, KVHeads: 2, HeadDim: dim, BlockTokens: 4, Format: BF16})
+	s := p.NewSeq()
+	fill(s, 0, 10)
+	ks, vs := make([]float32, 10), make([]float32, 10)
+	for j := range ks {
+		ks[j], vs[j] = 1, 1
+	}
+	key := vec(77, 0, 1)
+	key[0] = 1.00390625 // 1 + 2⁻⁸: not a bf16 value; rounds to 1
+	own := Retained{Index: 3, Key: key, Value: vec(77, 0, -1)}
+	if err := s.ShareHead(0, 1, 0, ks, vs, []Retained{own}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.UsedBytes(), 9*p.BlockBytes()+int64(4*2*10+4+2*dim*2); got != want {
+		t.Fatalf("pool holds %d bytes, want %d", got, want)
+	}
+	keys, _ := xlRead(s, 1, 0)
+	if keys[3][0] != 1 {
+		t.Fatalf("retained key element reads %v, want it rounded to bf16 (1)", keys[3][0])
+	}
+	xlCheckScoresMix(t, s, 1, 0)
+}
