@@ -121,17 +121,24 @@ func gemm3x4TileAVX2Go(y []float32, ldy int, w []float32, ldw int, x []float32, 
 	_, _, _ = y[(ntok-1)*ldy+2], w[2*ldw+k-1], x[(ntok-1)*ldx+k-1]
 	m := k &^ 7
 	gemm3x4TileAVX2(&y[0], ldy, &w[0], ldw, &x[0], ldx, m, ntok&^3)
+	gemmTail(y, ldy, w, ldw, x, ldx, m, k, ntok, 3)
+}
+
+// gemmTail adds columns [m, k) to the sums a GEMM tile kernel left in y
+// for rows < r and tokens < ntok: the kernels stop at a multiple of their
+// vector width.
+func gemmTail(y []float32, ldy int, w []float32, ldw int, x []float32, ldx, m, k, ntok, r int) {
 	if m == k {
 		return
 	}
 	for t := range ntok {
 		xt := x[t*ldx+m : t*ldx+k]
-		for r := range 3 {
-			s := y[t*ldy+r]
+		for row := range r {
+			s := y[t*ldy+row]
 			for i, xi := range xt {
-				s += w[r*ldw+m+i] * xi
+				s += w[row*ldw+m+i] * xi
 			}
-			y[t*ldy+r] = s
+			y[t*ldy+row] = s
 		}
 	}
 }
@@ -144,6 +151,12 @@ func dotBF16RowsAVX2Go(d []float32, w []uint16, ldw int, x []float32, k int) {
 	_, _ = w[(rows-1)*ldw+k-1], x[k-1] // bounds; k ≥ 1
 	m := k &^ 7
 	dotBF16RowsAVX2(&d[0], &w[0], ldw, &x[0], m, rows)
+	dotBF16Tail(d, w, ldw, x, m, k)
+}
+
+// dotBF16Tail adds columns [m, k) to the bf16 GEMV sums in d, which the
+// kernels stop at a multiple of their vector width.
+func dotBF16Tail(d []float32, w []uint16, ldw int, x []float32, m, k int) {
 	if m == k {
 		return
 	}

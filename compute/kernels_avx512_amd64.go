@@ -48,19 +48,7 @@ func gemm4x4TileAVX512Go(y []float32, ldy int, w []float32, ldw int, x []float32
 	_, _, _ = y[(ntok-1)*ldy+3], w[3*ldw+k-1], x[(ntok-1)*ldx+k-1]
 	m := k &^ 15
 	gemm4x4TileAVX512(&y[0], ldy, &w[0], ldw, &x[0], ldx, m, ntok&^3)
-	if m == k {
-		return
-	}
-	for t := range ntok {
-		xt := x[t*ldx+m : t*ldx+k]
-		for r := range 4 {
-			s := y[t*ldy+r]
-			for i, xi := range xt {
-				s += w[r*ldw+m+i] * xi
-			}
-			y[t*ldy+r] = s
-		}
-	}
+	gemmTail(y, ldy, w, ldw, x, ldx, m, k, ntok, 4)
 }
 
 func dotBF16RowsAVX512Go(d []float32, w []uint16, ldw int, x []float32, k int) {
@@ -71,14 +59,5 @@ func dotBF16RowsAVX512Go(d []float32, w []uint16, ldw int, x []float32, k int) {
 	_, _ = w[(rows-1)*ldw+k-1], x[k-1] // bounds; k ≥ 1
 	m := k &^ 15
 	dotBF16RowsAVX512(&d[0], &w[0], ldw, &x[0], m, rows)
-	if m == k {
-		return
-	}
-	for r := range d {
-		s := d[r]
-		for i := m; i < k; i++ {
-			s += bf16(w[r*ldw+i]) * x[i]
-		}
-		d[r] = s
-	}
+	dotBF16Tail(d, w, ldw, x, m, k)
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,14 +78,14 @@ func TestSchedulerPress(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equalInts(ids[0], want) {
+			if !slices.Equal(ids[0], want) {
 				t.Errorf("pressed job decoded %v, compressing outside the scheduler %v", ids[0], want)
 			}
 			plainIDs, _, _, err := collect(t, plain)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equalInts(plainIDs[0], plainWant) {
+			if !slices.Equal(plainIDs[0], plainWant) {
 				t.Errorf("plain job beside it decoded %v, alone %v", plainIDs[0], plainWant)
 			}
 			full := b.Net.NewCache()
@@ -123,16 +124,4 @@ func TestSchedulerPress(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

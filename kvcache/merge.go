@@ -30,16 +30,26 @@ func (s *Seq) KeepMerged(layer, head int, idx []int, values [][]float32) error {
 	if err := s.Keep(layer, head, idx); err != nil {
 		return err
 	}
+	s.overwrite(h, values, false)
+	return nil
+}
+
+// overwrite replaces token i's value (or key) in h by rows[i] wherever
+// rows[i] is not nil, copying a shared block first.
+func (s *Seq) overwrite(h *headList, rows [][]float32, key bool) {
 	bt := s.pool.cfg.BlockTokens
-	for i, v := range values {
-		if v == nil {
+	for i, x := range rows {
+		if x == nil {
 			continue
 		}
 		b := h.blocks[i/bt]
 		if s.pool.shared(b) { // Keep's blocks are fresh and private; stay safe if that changes
 			b = s.cow(h, i/bt)
 		}
-		b.v.put(i%bt, v)
+		if key {
+			b.k.put(i%bt, x)
+		} else {
+			b.v.put(i%bt, x)
+		}
 	}
-	return nil
 }

@@ -30,17 +30,6 @@ func (s *Seq) KeepMergedKV(layer, head int, idx []int, keys, values [][]float32)
 	if err := s.KeepMerged(layer, head, idx, values); err != nil {
 		return err
 	}
-	h := s.list(layer, head)
-	bt := s.pool.cfg.BlockTokens
-	for i, k := range keys {
-		if k == nil {
-			continue
-		}
-		b := h.blocks[i/bt]
-		if s.pool.shared(b) { // Keep's blocks are fresh and private; stay safe if that changes
-			b = s.cow(h, i/bt)
-		}
-		b.k.put(i%bt, k)
-	}
+	s.overwrite(s.list(layer, head), keys, true)
 	return nil
 }

@@ -486,17 +486,7 @@ func (s *Seq) quantizeHead(h *headList, f Format, residual int, tmp []float32) {
 		}
 		k := rows{q: quantizeRows(&b.k, f, bt, d, false, tmp)}
 		v := rows{q: quantizeRows(&b.v, f, bt, d, true, tmp)}
-		if !s.pool.shared(b) {
-			s.pool.seal(b, k, v)
-			continue
-		}
-		fresh, _ := s.pool.alloc(1, true)
-		nb := fresh[0]
-		s.pool.seal(nb, k, v)
-		copy(nb.pos, b.pos)
-		nb.n = b.n
-		h.blocks[bi] = nb
-		s.pool.release([]*block{b})
+		s.replaceSealed(h, bi, k, v) // mixed.go
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/model"
 )
 
@@ -160,19 +159,9 @@ func TestLoadHeads(t *testing.T) {
 // TestDuoOnAModel compresses a tiny llama's cache with duo_attention: per
 // layer one KV head of two keeps everything when classified on the fly.
 func TestDuoOnAModel(t *testing.T) {
-	pool := compute.NewPool(1)
-	defer pool.Close()
-	m, err := model.Load(model.Source{Dir: "../../model/testdata/archs/llama3-ropescaled"}, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	c := m.Config
 	const n = 200
-	tokens := make([]int, n)
-	for i := range tokens {
-		tokens[i] = 3 + (i*37)%(c.VocabSize-3)
-	}
+	m, tokens := loadFixture(t, llamaFixture, n)
+	c := m.Config
 	p, err := New("duo_attention", 0.5)
 	if err != nil {
 		t.Fatal(err)

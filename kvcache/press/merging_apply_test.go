@@ -4,7 +4,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/model"
 )
@@ -21,17 +20,7 @@ type mergeFixture struct {
 
 func newMergeFixture(t *testing.T, dir string, n int, presses []*Press) *mergeFixture {
 	t.Helper()
-	pool := compute.NewPool(1)
-	t.Cleanup(pool.Close)
-	m, err := model.Load(model.Source{Dir: dir}, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	tokens := make([]int, n)
-	for i := range tokens {
-		tokens[i] = 3 + (i*37)%(m.Config.VocabSize-3)
-	}
+	m, tokens := loadFixture(t, dir, n)
 	f := &mergeFixture{m: m, base: m.NewCache(), n: n}
 	t.Cleanup(f.base.Release)
 	f.obs = Observer(presses, 0, n)

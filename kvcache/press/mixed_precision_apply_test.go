@@ -4,7 +4,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/model"
 )
@@ -20,19 +19,9 @@ import (
 // weights amplify quantization error (kivi8 0.009, kivi4 0.15, kivi2 0.85
 // relative error of the logits), so the bounds are relative.
 func TestMixedPrecisionOnAModel(t *testing.T) {
-	pool := compute.NewPool(1)
-	defer pool.Close()
-	m, err := model.Load(model.Source{Dir: "../../model/testdata/archs/llama3-ropescaled"}, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	c := m.Config
 	const n = 300
-	tokens := make([]int, n)
-	for i := range tokens {
-		tokens[i] = 3 + (i*37)%(c.VocabSize-3)
-	}
+	m, tokens := loadFixture(t, llamaFixture, n)
+	c := m.Config
 	kv := m.NewPool(0, kvcache.BF16)
 	base := kv.NewSeq()
 	defer base.Release()

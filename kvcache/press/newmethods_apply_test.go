@@ -3,7 +3,6 @@ package press
 import (
 	"testing"
 
-	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/model"
 )
 
@@ -11,19 +10,9 @@ import (
 // presses need, compresses a fork with each, and checks the counts each
 // head keeps, that memory was given back, and that the cache still decodes.
 func TestNewMethodsOnAModel(t *testing.T) {
-	pool := compute.NewPool(1)
-	defer pool.Close()
-	m, err := model.Load(model.Source{Dir: "../../model/testdata/archs/llama3-ropescaled"}, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	c := m.Config
 	const n = 300
-	tokens := make([]int, n)
-	for i := range tokens {
-		tokens[i] = 3 + (i*37)%(c.VocabSize-3)
-	}
+	m, tokens := loadFixture(t, llamaFixture, n)
+	c := m.Config
 	names := []string{"adakv_snapkv", "adakv_keydiff", "adakv_expected_attention", "adakv_keydiff_sinks",
 		"chunkkv", "chunkkv_snapkv", "cake", "cake_keydiff", "cake_adakv_keydiff_sinks", "lacache", "guikv", "keydiff_sinks"}
 	ratios := []float64{0.5, 0.75}

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/model"
 )
@@ -40,19 +39,9 @@ func testRetrievalPresses(t *testing.T, dir string, maxDist, maxRatio float64) {
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
 		t.Skipf("no model at %s", dir)
 	}
-	pool := compute.NewPool(1)
-	defer pool.Close()
-	m, err := model.Load(model.Source{Dir: dir}, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	c := m.Config
 	const n = retrievalTokens
-	tokens := make([]int, n)
-	for i := range tokens {
-		tokens[i] = 3 + (i*37)%(c.VocabSize-3)
-	}
+	m, tokens := loadFixture(t, dir, n)
+	c := m.Config
 	heads := &HeadFile{Model: "fixture", Layers: c.Layers, KVHeads: c.KVHeads, Retrieval: make([][]bool, c.Layers), Scores: make([][]float64, c.Layers)}
 	for l := range c.Layers {
 		heads.Retrieval[l] = make([]bool, c.KVHeads)

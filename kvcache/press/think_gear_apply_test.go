@@ -5,7 +5,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/model"
 )
@@ -17,19 +16,9 @@ import (
 // steps read the compressed storage and stay close to the full cache's
 // logits.
 func TestThinKAndGEAROnAModel(t *testing.T) {
-	pool := compute.NewPool(1)
-	defer pool.Close()
-	m, err := model.Load(model.Source{Dir: "../../model/testdata/archs/llama3-ropescaled"}, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	c := m.Config
 	const n = 300
-	tokens := make([]int, n)
-	for i := range tokens {
-		tokens[i] = 3 + (i*37)%(c.VocabSize-3)
-	}
+	m, tokens := loadFixture(t, llamaFixture, n)
+	c := m.Config
 	next := []int{7, 11, 13}
 	cases := []struct {
 		name      string
