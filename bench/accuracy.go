@@ -25,6 +25,12 @@ type AccuracyOptions struct {
 	Progress io.Writer
 	// Format is how the KV cache stores keys and values.
 	Format kvcache.Format
+	// QueryAware compresses the first turn's whole prompt but its last
+	// token — the question included — instead of the context alone, so
+	// that methods observing the last queries see the question (the
+	// query-aware setting; the default, query-agnostic, compresses before
+	// the question exists, as SCBench's multi-turn mode does).
+	QueryAware bool
 }
 
 // RecordResult is the outcome of one turn of one record.
@@ -48,6 +54,8 @@ type RecordResult struct {
 type Run struct {
 	Press string  `json:"press"`
 	Ratio float64 `json:"ratio"`
+	// QueryAware is set when the question was in the cache at compression.
+	QueryAware bool `json:"query_aware,omitempty"`
 	// KVBytes is the mean KV-cache size at the end of prefill, as stored.
 	KVBytes int64 `json:"kv_bytes"`
 	// FullKVBytes is the mean size a bf16 cache of the same tokens takes.
@@ -116,7 +124,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 	}
 	runs := make([]*Run, len(presses))
 	for i, p := range presses {
-		runs[i] = &Run{Press: "none", KVFormat: opt.Format.String()}
+		runs[i] = &Run{Press: "none", KVFormat: opt.Format.String(), QueryAware: opt.QueryAware}
 		if p != nil {
 			runs[i].Press, runs[i].Ratio = p.Name, p.Ratio
 		}
@@ -149,7 +157,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 				continue
 			}
 			if caches == nil {
-				if caches, err = prefillContext(ctx, b, pool, r, text, ids, presses, runs); err != nil {
+				if caches, err = prefillContext(ctx, b, pool, r, text, ids, presses, runs, opt.QueryAware); err != nil {
 					return nil, fmt.Errorf("record %s: %w", r.ID, err)
 				}
 			}
@@ -199,14 +207,18 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 }
 
 // prefillContext prefills the first turn's prompt up to the end of the
-// record's context (the question unseen), recording what the presses need,
-// and returns one fork of that cache per press, compressed by it.
-func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r *Record, text string, ids []int, presses []*press.Press, runs []*Run) ([]*kvcache.Seq, error) {
+// record's context (the question unseen) — or, queryAware, all of it but
+// the last token — recording what the presses need, and returns one fork
+// of that cache per press, compressed by it.
+func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r *Record, text string, ids []int, presses []*press.Press, runs []*Run, queryAware bool) ([]*kvcache.Seq, error) {
 	end := strings.Index(text, r.Context)
 	if end < 0 {
 		return nil, fmt.Errorf("context not found in the rendered prompt")
 	}
 	split := commonPrefix(b.Tokenizer.Encode(text[:end+len(r.Context)]), ids)
+	if queryAware {
+		split = len(ids) - 1
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

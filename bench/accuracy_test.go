@@ -162,3 +162,45 @@ func TestPlotAccuracy(t *testing.T) {
 		t.Error("plot of no runs succeeded")
 	}
 }
+
+// TestQueryAware compresses the same records before and after the
+// question is in the cache: query-aware, the question's tokens are
+// compressed too, so the cache holds fewer bytes at the same ratio, and
+// SnapKV's window of last queries — now the question's — finds at least
+// as many answers.
+func TestQueryAware(t *testing.T) {
+	recs, err := ReadRecords("testdata/dev.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = Filter(recs, []string{"niah_single"}, []int{1000}, 2)
+	pool := compute.NewPool(0)
+	defer pool.Close()
+	b, err := engine.Open("", pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	run := func(aware bool) *Run {
+		p, err := press.Parse("snapkv", 0.75)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs, err := Accuracy(context.Background(), b, recs, []*press.Press{p}, AccuracyOptions{Turns: 1, QueryAware: aware})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runs[0]
+	}
+	agnostic, aware := run(false), run(true)
+	if !aware.QueryAware || agnostic.QueryAware {
+		t.Errorf("query_aware flags: %v, %v", agnostic.QueryAware, aware.QueryAware)
+	}
+	if aware.KVBytes >= agnostic.KVBytes {
+		t.Errorf("query-aware cache holds %d bytes, query-agnostic %d: the question was not compressed", aware.KVBytes, agnostic.KVBytes)
+	}
+	if aware.Correct < agnostic.Correct {
+		t.Errorf("query-aware SnapKV found %d answers, query-agnostic %d", aware.Correct, agnostic.Correct)
+	}
+	t.Logf("snapkv@0.75 on %d records: query-agnostic %d correct in %d B, query-aware %d in %d B", len(recs), agnostic.Correct, agnostic.KVBytes, aware.Correct, aware.KVBytes)
+}
