@@ -248,6 +248,8 @@ func TestMatMul(t *testing.T) {
 		{1, 1, 1}, {3, 5, 1}, {4, 8, 2}, {7, 17, 3}, {13, 33, 4}, {5, 3, 5},
 		{128, 384, 1}, {130, 100, 9}, {384, 384, 3}, {67, 1025, 70}, {64, 384, 131},
 		{1, 0, 2},
+		// small batches (a decode step of several sequences): odd rows, ragged k
+		{129, 72, 8}, {65, 390, 12}, {33, 31, 15}, {64, 384, 16}, {3, 7, 6},
 	}
 	for _, threads := range []int{1, 2, 3} {
 		p := NewPool(threads)
