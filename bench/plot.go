@@ -60,7 +60,9 @@ func PlotAccuracy(rep *Report, title, path string) error {
 	p.X.Min, p.X.Max = 0, max(1.1, p.X.Max*1.05)
 	p.Y.Min, p.Y.Max = 0, max(p.Y.Max*1.1, 0.1)
 	p.Add(plotter.NewGrid())
-	return p.Save(9*vg.Inch, 6*vg.Inch, path)
+	// The legend lists every press: a sweep's fifty need a taller canvas.
+	height := max(6*vg.Inch, vg.Length(len(names)+3)*p.Legend.TextStyle.Height("M")*1.25)
+	return p.Save(9*vg.Inch, height, path)
 }
 
 var shapes = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}}
