@@ -404,13 +404,16 @@ func BenchmarkMatMul(b *testing.B) {
 	p := NewPool(0)
 	defer p.Close()
 	for _, ks := range allSets() {
-		for _, n := range []int{1, 512} {
+		for _, n := range []int{1, 8, 512} {
 			for _, s := range tinyShapes {
 				if ks.name == "generic" && n == 512 && s.name == "head" {
 					continue // slow and says nothing the others don't
 				}
 				phase := "decode"
-				if n > 1 {
+				switch {
+				case n == 8:
+					phase = "batch8"
+				case n > 1:
 					phase = "prefill"
 				}
 				b.Run(fmt.Sprintf("%s/%s/%s", ks.name, phase, s.name), func(b *testing.B) {
