@@ -95,44 +95,48 @@ func TestTiledAttention(t *testing.T) {
 }
 
 // BenchmarkDecodeBatch times one batched decode step of tinychat for 1, 2,
-// 4 and 8 sequences of 600 cached tokens each (ns/op is per step; divide
-// by the batch for a token).
+// 4 and 8 sequences of 600 cached tokens each, with f32 and bf16 caches
+// (ns/op is per step; divide by the batch for a token).
 func BenchmarkDecodeBatch(b *testing.B) {
 	m := loadDir(b, "../models/tinychat")
+	c := m.Config
 	const ctx = 600
-	for _, batch := range []int{1, 2, 4, 8} {
-		b.Run(fmt.Sprint(batch), func(b *testing.B) {
-			steps := make([]Step, batch)
-			for i := range steps {
-				cache := m.NewCache()
-				defer cache.Release()
-				prompt := make([]int, ctx)
-				for j := range prompt {
-					prompt[j] = 16 + (j*37+i*101)%(m.Config.VocabSize-16)
-				}
-				if _, err := m.Forward(cache, prompt, NoLogits); err != nil {
-					b.Fatal(err)
-				}
-				steps[i] = Step{Cache: cache, Tokens: []int{42 + i}, Output: LastLogits, Logits: make([]float32, m.Config.VocabSize)}
-			}
-			step := func() {
-				if err := m.ForwardBatch(steps); err != nil {
-					b.Fatal(err)
-				}
-				for _, s := range steps {
-					if err := s.Cache.Truncate(ctx); err != nil {
+	for _, f := range []kvcache.Format{kvcache.F32, kvcache.BF16} {
+		for _, batch := range []int{1, 2, 4, 8} {
+			b.Run(fmt.Sprintf("%v/%d", f, batch), func(b *testing.B) {
+				pool := kvcache.NewPool(kvcache.PoolConfig{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Format: f})
+				steps := make([]Step, batch)
+				for i := range steps {
+					cache := pool.NewSeq()
+					defer cache.Release()
+					prompt := make([]int, ctx)
+					for j := range prompt {
+						prompt[j] = 16 + (j*37+i*101)%(c.VocabSize-16)
+					}
+					if _, err := m.Forward(cache, prompt, NoLogits); err != nil {
 						b.Fatal(err)
 					}
+					steps[i] = Step{Cache: cache, Tokens: []int{42 + i}, Output: LastLogits, Logits: make([]float32, c.VocabSize)}
 				}
-			}
-			step()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+				step := func() {
+					if err := m.ForwardBatch(steps); err != nil {
+						b.Fatal(err)
+					}
+					for _, s := range steps {
+						if err := s.Cache.Truncate(ctx); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
 				step()
-			}
-			b.ReportMetric(float64(batch)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
-		})
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					step()
+				}
+				b.ReportMetric(float64(batch)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+			})
+		}
 	}
 }
 
