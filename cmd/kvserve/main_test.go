@@ -97,6 +97,32 @@ func TestRunChatAndSampling(t *testing.T) {
 	}
 }
 
+// TestRunPress compresses a chat prompt with --press and checks the bytes
+// it reports: about half the prompt's KV at ratio 0.5, and a greedy answer.
+func TestRunPress(t *testing.T) {
+	code, out, errOut := kvserve(t, "run", "--chat", strings.Repeat("Go has goroutines and channels. ", 20)+"What does Go have?",
+		"--max-tokens", "8", "--press", "keydiff", "--press-ratio", "0.5", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var got struct {
+		OutputIDs []int `json:"output_ids"`
+		KV        *struct {
+			Full    int64 `json:"full_bytes"`
+			Pressed int64 `json:"pressed_bytes"`
+		} `json:"kv"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.KV == nil || got.KV.Full == 0 || got.KV.Pressed > got.KV.Full*6/10 || got.KV.Pressed < got.KV.Full*4/10 {
+		t.Errorf("kv %+v: want about half the full bytes", got.KV)
+	}
+	if len(got.OutputIDs) == 0 {
+		t.Error("no answer")
+	}
+}
+
 // TestBadInput checks that bad input gives exit code 1 or 2 and one line.
 func TestBadInput(t *testing.T) {
 	long := strings.Repeat("func main() { fmt.Println(x) }\n", 700) // > 4096 tokens
@@ -121,6 +147,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
 		{"bench without data", []string{"bench", "accuracy"}, 2, "--data is required"},
 		{"bench bad data", []string{"bench", "accuracy", "--data", "/nonexistent.jsonl"}, 1, "no such file"},
+		{"unknown press", []string{"run", "--prompt", "a b c", "--press", "nosuch"}, 2, `unknown press "nosuch"`},
+		{"press ratio out of range", []string{"run", "--prompt", "a b c", "--press", "keydiff", "--press-ratio", "1"}, 2, "outside [0, 1)"},
+		{"too long to press", []string{"run", "--prompt", long, "--press", "keydiff"}, 1, "the model's context is 4096"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

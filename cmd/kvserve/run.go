@@ -11,6 +11,9 @@ import (
 	"strings"
 
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/tokenizer"
 	"github.com/kvserve/kvserve/tokenizer/chat"
 )
@@ -32,6 +35,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating through stop tokens")
 	asJSON := fs.Bool("json", false, `print one JSON object {"prompt_ids","output_ids","text"} instead of streaming`)
 	withLogits := fs.Bool("logits", false, "with --json, add last_logits: all logits at the last prompt position")
+	pressName := fs.String("press", "none", "compress the prompt's KV cache once computed (question included), e.g. keydiff, snapkv or adakv_keydiff_sinks+kivi4r32")
+	pressRatio := fs.Float64("press-ratio", 0.5, "fraction of the prompt's KV the press removes")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -58,6 +63,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	sampling := engine.Sampling{Temperature: *temperature, TopK: *topK, TopP: *topP, Seed: *seed}
 	if err := sampling.Validate(); err != nil {
 		return usageError{err.Error()}
+	}
+	var pr *press.Press
+	if *pressName != "none" && *pressName != "" {
+		var err error
+		if pr, err = press.Parse(*pressName, *pressRatio); err != nil {
+			return usageError{"--press: " + err.Error()}
+		}
 	}
 	b, _, closeAll, err := mf.open()
 	if err != nil {
@@ -91,7 +103,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	res, err := b.Generate(ctx, b.Net.NewCache(), req, emit)
+	cache := b.Net.NewCache()
+	defer cache.Release()
+	var kv *kvBytes
+	if pr != nil {
+		if kv, err = compressPrompt(b, cache, ids, pr); err != nil {
+			return err
+		}
+		if !*asJSON {
+			fmt.Fprintf(stderr, "press %s at %g: the prompt's KV holds %d bytes, %.3g of the %d uncompressed\n", pr.Name, pr.Ratio, kv.Pressed, float64(kv.Pressed)/float64(max(1, kv.Full)), kv.Full)
+		}
+	}
+	res, err := b.Generate(ctx, cache, req, emit)
 	if err != nil {
 		return err
 	}
@@ -105,7 +128,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		Text       string    `json:"text"`
 		Finish     string    `json:"finish_reason"`
 		LastLogits []float32 `json:"last_logits,omitempty"`
-	}{ids, res.Output, b.Tokenizer.Decode(res.Output), string(res.Finish), res.LastLogits}
+		KV         *kvBytes  `json:"kv,omitempty"`
+	}{ids, res.Output, b.Tokenizer.Decode(res.Output), string(res.Finish), res.LastLogits, kv}
 	if out.OutputIDs == nil {
 		out.OutputIDs = []int{}
 	}
@@ -127,4 +151,33 @@ func parseIDs(s string, vocab int) ([]int, error) {
 		ids = append(ids, id)
 	}
 	return ids, nil
+}
+
+// kvBytes is what --press reports: the prompt's KV bytes before and after
+// compression.
+type kvBytes struct {
+	Full    int64 `json:"full_bytes"`
+	Pressed int64 `json:"pressed_bytes"`
+}
+
+// compressPrompt computes all of ids but the last token into cache,
+// recording what p needs, and compresses it (the question is in the cache:
+// query-aware); Generate then computes the last token and samples.
+func compressPrompt(b *engine.Bundle, cache *kvcache.Seq, ids []int, p *press.Press) (*kvBytes, error) {
+	if len(ids) < 2 {
+		return nil, usageError{"--press needs a prompt of at least 2 tokens"}
+	}
+	if len(ids) >= b.ContextLength() {
+		return nil, &engine.PromptError{Msg: fmt.Sprintf("prompt has %d tokens; the model's context is %d", len(ids), b.ContextLength())}
+	}
+	n := len(ids) - 1
+	obs := press.Observer([]*press.Press{p}, 0, n)
+	if _, err := b.Net.ForwardObserved(cache, ids[:n], model.NoLogits, obs); err != nil {
+		return nil, err
+	}
+	full := cache.Bytes()
+	if err := p.Compress(b.Net, cache, obs); err != nil {
+		return nil, err
+	}
+	return &kvBytes{Full: full, Pressed: cache.Bytes()}, nil
 }
