@@ -9,7 +9,8 @@ import (
 
 // Decoding compresses a sequence while it generates: every Interval new
 // tokens, once the fullest head holds more than Target tokens, it runs the
-// press again at the ratio that brings every head back to Target. This is
+// press again at the ratio that brings every head back to Target (a press
+// with a Threshold budget cuts at its own τ instead). This is
 // kvpress's decoding-time wrapper; methods that need observed queries get
 // whatever obs holds (nil for key-only scorers such as keydiff, knorm,
 // streaming_llm).
@@ -37,7 +38,9 @@ func (d *Decoding) Step(m *model.Model, seq *kvcache.Seq, n int, obs *model.Obse
 		return false, nil
 	}
 	p := *d.Press
-	p.Ratio = 1 - (float64(d.Target)+0.5)/float64(held) // floor(held·(1−ratio)) = Target
+	if _, byThreshold := p.Budget.(Threshold); !byThreshold { // a threshold has no count to aim at: it keeps its τ
+		p.Ratio = 1 - (float64(d.Target)+0.5)/float64(held) // floor(held·(1−ratio)) = Target
+	}
 	if err := p.Compress(m, seq, obs); err != nil {
 		return false, err
 	}
