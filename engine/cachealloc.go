@@ -168,3 +168,10 @@ func (p *PrefixCache) Stats() CacheStats {
 	st.PrefixTokens, st.PrefixEvictions = ts.Tokens, ts.Evicted
 	return st
 }
+
+// Trim implements CacheAllocator.
+func (p *PoolCache) Trim() int64 { return p.pool.Trim() }
+
+// Trim implements CacheAllocator: the blocks no sequence or kept prefix
+// holds.
+func (p *PrefixCache) Trim() int64 { return p.pool.Trim() }

@@ -107,6 +107,10 @@ type CacheAllocator interface {
 	Reclaim(bytes int64) int64
 	// SeqBytes returns the most bytes a sequence of n tokens takes.
 	SeqBytes(n int) int64
+	// Trim hands memory that no cache holds (blocks kept for reuse) back
+	// to the Go heap and returns its bytes; the scheduler calls it when
+	// it runs out of work.
+	Trim() int64
 	// Stats reports the memory in use and the budget.
 	Stats() CacheStats
 }

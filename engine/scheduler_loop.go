@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
@@ -26,6 +28,7 @@ func (s *Scheduler) loop() {
 		if len(l.running) == 0 {
 			l.publish()
 			if !s.queued() {
+				l.trim()
 				select {
 				case <-s.wake:
 				case <-s.quit:
@@ -47,6 +50,22 @@ func (s *Scheduler) loop() {
 		l.publish()
 	}
 }
+
+// trim hands the blocks freed since the last pause back to the Go heap
+// and the operating system, once the loop has nothing to do: a server's
+// memory falls back after a peak instead of staying at its high-water
+// mark.
+func (l *loopState) trim() {
+	if l.s.cfg.Cache.Trim() > 0 && scavenging.CompareAndSwap(false, true) {
+		go func() { // a forced collection takes milliseconds: not on the loop
+			defer scavenging.Store(false)
+			debug.FreeOSMemory()
+		}()
+	}
+}
+
+// scavenging is set while a trim's collection runs.
+var scavenging atomic.Bool
 
 // queued reports whether requests wait in the queue.
 func (s *Scheduler) queued() bool {

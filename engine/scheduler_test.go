@@ -346,3 +346,23 @@ func TestSchedulerRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerTrimsWhenIdle checks that once the scheduler runs out of
+// work the blocks its requests released are handed back to the heap: the
+// pool's free list is already empty when the test trims it again.
+func TestSchedulerTrimsWhenIdle(t *testing.T) {
+	b := tinychat(t)
+	cache := NewPoolCache(b.Net, kvcache.PoolConfig{})
+	s := NewScheduler(b, SchedulerConfig{Cache: cache})
+	defer s.Close()
+	st, err := s.Submit(context.Background(), Job{Prompt: chatIDs(t, b, strings.Repeat("hello there ", 50)), MaxTokens: 8, IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := collect(t, st); err != nil {
+		t.Fatal(err)
+	}
+	if !settle(func() bool { return s.Stats().Running == 0 && cache.Pool().Kept() == 0 }) {
+		t.Errorf("idle scheduler left %d released blocks untrimmed", cache.Pool().Kept())
+	}
+}

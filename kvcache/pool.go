@@ -163,6 +163,26 @@ func (p *Pool) release(bs []*block) {
 	}
 }
 
+// Kept returns how many released blocks the pool keeps for reuse (what
+// Trim would hand back).
+func (p *Pool) Kept() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free)
+}
+
+// Trim hands the blocks on the free list — released, kept for reuse —
+// to the Go heap, so that the garbage collector can return their memory,
+// and reports their bytes. The pool allocates afresh afterwards.
+func (p *Pool) Trim() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := int64(len(p.free)) * p.blockBytes
+	clear(p.free)
+	p.free = nil
+	return n
+}
+
 // shared reports whether b has other holders.
 func (p *Pool) shared(b *block) bool {
 	p.mu.Lock()
