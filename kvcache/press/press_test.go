@@ -160,3 +160,24 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse feeds Parse arbitrary press names and ratios: it returns a
+// press or an error, never panics, and a press it returns carries a
+// ratio in [0, 1).
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"keydiff", "keydiff+kivi4", "kivi4r32", "snapkv+think", "a+b+c", "+", "", "gear3r32", "threshold_keydiff"} {
+		f.Add(s, 0.5)
+	}
+	f.Fuzz(func(t *testing.T, name string, ratio float64) {
+		p, err := Parse(name, ratio)
+		if err != nil {
+			if p != nil {
+				t.Fatalf("Parse(%q, %v) returned a press and an error", name, ratio)
+			}
+			return
+		}
+		if p == nil || p.Scorer == nil || p.Budget == nil || !(p.Ratio >= 0 && p.Ratio < 1) {
+			t.Fatalf("Parse(%q, %v) = %+v", name, ratio, p)
+		}
+	})
+}
