@@ -446,13 +446,20 @@ func (b *block) bytes() int64 { return b.k.bytes() + b.v.bytes() + 4*int64(len(b
 // (DefaultResidual is KIVI's 128). Blocks already quantized are left as
 // they are, so calling Quantize after every decode step re-quantizes only
 // the blocks that have aged out of the window.
-func (s *Seq) Quantize(f Format, residual int) error {
-	if err := s.checkQuant(f, residual); err != nil {
-		return err
+func (s *Seq) Quantize(f Format, residual int) error { return s.QuantizeKV(f, f, residual) }
+
+// QuantizeKV is Quantize with keys in format fk and values in fv, for
+// codes that spend their bits where attention is most sensitive (keys
+// steer which tokens are read, values are averaged over them).
+func (s *Seq) QuantizeKV(fk, fv Format, residual int) error {
+	for _, f := range []Format{fk, fv} {
+		if err := s.checkQuant(f, residual); err != nil {
+			return err
+		}
 	}
 	tmp := make([]float32, s.pool.cfg.BlockTokens*s.pool.cfg.HeadDim)
 	for i := range s.heads {
-		s.quantizeHead(&s.heads[i], f, residual, tmp)
+		s.quantizeHead(&s.heads[i], fk, fv, residual, tmp)
 	}
 	return nil
 }
@@ -463,7 +470,7 @@ func (s *Seq) QuantizeHead(layer, head int, f Format, residual int) error {
 	if err := s.checkQuant(f, residual); err != nil {
 		return err
 	}
-	s.quantizeHead(s.list(layer, head), f, residual, make([]float32, s.pool.cfg.BlockTokens*s.pool.cfg.HeadDim))
+	s.quantizeHead(s.list(layer, head), f, f, residual, make([]float32, s.pool.cfg.BlockTokens*s.pool.cfg.HeadDim))
 	return nil
 }
 
@@ -477,15 +484,15 @@ func (s *Seq) checkQuant(f Format, residual int) error {
 	return nil
 }
 
-func (s *Seq) quantizeHead(h *headList, f Format, residual int, tmp []float32) {
+func (s *Seq) quantizeHead(h *headList, fk, fv Format, residual int, tmp []float32) {
 	bt, d := s.pool.cfg.BlockTokens, s.pool.cfg.HeadDim
 	for bi := range max(0, h.n-residual) / bt {
 		b := h.blocks[bi]
 		if b.k.q != nil || b.n != bt {
 			continue
 		}
-		k := rows{q: quantizeRows(&b.k, f, bt, d, false, tmp)}
-		v := rows{q: quantizeRows(&b.v, f, bt, d, true, tmp)}
+		k := rows{q: quantizeRows(&b.k, fk, bt, d, false, tmp)}
+		v := rows{q: quantizeRows(&b.v, fv, bt, d, true, tmp)}
 		s.replaceSealed(h, bi, k, v) // mixed.go
 	}
 }

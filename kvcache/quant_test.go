@@ -532,3 +532,41 @@ func TestPoolCountsSealedBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeKV seals keys and values in different widths: the bytes fall
+// between the two uniform widths, the keys read back as closely as int4
+// keys do and the values as int2 values do.
+func TestQuantizeKV(t *testing.T) {
+	seal := func(fk, fv Format) (bytes int64, kErr, vErr float64) {
+		r := rand.New(rand.NewPCG(9, 10))
+		p := NewPool(PoolConfig{Layers: 2, KVHeads: 2, HeadDim: 64, BlockTokens: 32})
+		s := p.NewSeq()
+		defer s.Release()
+		randFill(s, r, 128)
+		k0, v0 := snapshot(s)
+		if err := s.QuantizeKV(fk, fv, 0); err != nil {
+			t.Fatal(err)
+		}
+		k1, v1 := snapshot(s)
+		for i := range k0 {
+			kErr, vErr = max(kErr, maxDiff(k0[i], k1[i])), max(vErr, maxDiff(v0[i], v1[i]))
+		}
+		return s.StoredBytes(), kErr, vErr
+	}
+	b4, k4, v4 := seal(Int4, Int4)
+	b2, k2, v2 := seal(Int2, Int2)
+	b42, k42, v42 := seal(Int4, Int2)
+	if !(b2 < b42 && b42 < b4) {
+		t.Errorf("bytes: int2 %d, int4 keys + int2 values %d, int4 %d", b2, b42, b4)
+	}
+	if k42 != k4 || v42 != v2 {
+		t.Errorf("errors: keys %g (int4 %g), values %g (int2 %g)", k42, k4, v42, v2)
+	}
+	if !(k4 < k2 && v4 < v2) {
+		t.Errorf("int4 is not closer than int2: keys %g vs %g, values %g vs %g", k4, k2, v4, v2)
+	}
+	p := NewPool(PoolConfig{Layers: 1, KVHeads: 1, HeadDim: 8})
+	if err := p.NewSeq().QuantizeKV(Int4, BF16, 0); err == nil {
+		t.Error("bf16 values were accepted as a quantized format")
+	}
+}

@@ -24,6 +24,11 @@ import (
 type KIVI struct {
 	// Format is the codes' width: kvcache.Int2, Int3, Int4 or Int8.
 	Format kvcache.Format
+	// ValueFormat, if set, is the values' width instead (keys keep
+	// Format): the kivi4v2 presses, ours, spend the bits on the keys,
+	// which choose the tokens attention reads, and fewer on the values,
+	// which it averages.
+	ValueFormat kvcache.Format
 	// Residual is how many of the latest tokens stay in full precision:
 	// a multiple of the block size (KIVI's R = 128 by default).
 	Residual int
@@ -50,6 +55,12 @@ func init() {
 			quantizers[q.Name()] = q
 		}
 	}
+	for _, kv := range [][2]kvcache.Format{{kvcache.Int4, kvcache.Int2}, {kvcache.Int3, kvcache.Int2}, {kvcache.Int8, kvcache.Int4}} {
+		for _, r := range []int{kvcache.DefaultResidual, ShortResidual} {
+			q := KIVI{Format: kv[0], ValueFormat: kv[1], Residual: r}
+			quantizers[q.Name()] = q
+		}
+	}
 }
 
 // QuantNames lists the quantization presses Parse knows (kivi2, kivi3,
@@ -67,16 +78,24 @@ func QuantNames() []string {
 // Name returns the press name: kivi2, kivi3, kivi4 or kivi8 with the
 // default window, and kivi4r32 and the like with another.
 func (q KIVI) Name() string {
-	if q.Residual == kvcache.DefaultResidual {
-		return fmt.Sprintf("kivi%d", q.Format.Bits())
+	name := fmt.Sprintf("kivi%d", q.Format.Bits())
+	if q.ValueFormat != 0 && q.ValueFormat != q.Format {
+		name += fmt.Sprintf("v%d", q.ValueFormat.Bits())
 	}
-	return fmt.Sprintf("kivi%dr%d", q.Format.Bits(), q.Residual)
+	if q.Residual != kvcache.DefaultResidual {
+		name += fmt.Sprintf("r%d", q.Residual)
+	}
+	return name
 }
 
 // Quantize implements Quantizer: it seals every block older than the
 // residual window into q.Format (kvcache.Seq.Quantize, KIVI's layout).
 func (q KIVI) Quantize(seq *kvcache.Seq) error {
-	if err := seq.Quantize(q.Format, q.Residual); err != nil {
+	fv := q.ValueFormat
+	if fv == 0 {
+		fv = q.Format
+	}
+	if err := seq.QuantizeKV(q.Format, fv, q.Residual); err != nil {
 		return fmt.Errorf("press %s: %w", q.Name(), err)
 	}
 	return nil
