@@ -58,7 +58,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	turns := fs.Int("turns", 0, "turns per record (0: all)")
 	out := fs.String("out", "", "write the results as JSON to this file")
 	presses := fs.String("press", "none", "comma-separated compression methods ("+strings.Join(press.Names(), ", ")+
-		"), quantizations ("+strings.Join(press.QuantNames(), ", ")+", which ignore --ratio) or A+B compositions of the two (e.g. keydiff+kivi4); none = full cache")
+		"), storage stages ("+strings.Join(press.QuantNames(), ", ")+"; alone they ignore --ratio, except think, whose ratio is the share of key channels removed) or A+B compositions of the two (e.g. keydiff+kivi4); none = full cache")
 	ratios := fs.String("ratio", "0.5", "comma-separated fractions of the KV cache to remove, in [0, 1)")
 	sweep := fs.Bool("sweep", false, "every method × ratios 0.25,0.5,0.75,0.875 plus none; with --out also writes a PNG plot beside it")
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
