@@ -33,6 +33,9 @@ func (v View) Block(i int) (BlockData, bool) {
 		return BlockData{}, false
 	}
 	b := v.h.blocks[i]
+	if b.bias != nil { // weighted tokens: read through Scores, which adds the bias
+		return BlockData{}, false
+	}
 	n := min(v.bt, v.h.n-i*v.bt)
 	full := v.bt * v.d
 	bd := BlockData{Pos: b.pos[:n], N: n, Start: i * v.bt}

@@ -1,6 +1,9 @@
 package kvcache
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // KeepWithExtra is Keep for methods that summarise the tokens they drop
 // into one synthetic token (RazorAttention's compensation token,
@@ -15,11 +18,19 @@ import "fmt"
 // The key is stored as given: keys in the cache are post-RoPE, so a key
 // already rotated (a mean of rotated keys, say) must not be rotated again,
 // and pos only orders the token and masks it causally.
-func (s *Seq) KeepWithExtra(layer, head int, idx []int, key, value []float32, pos int) error {
+//
+// The token stands for count tokens (≥ 1) in attention: its score gains
+// ln count, so softmax weighs it as count tokens with this key and value
+// would be weighed (the block then also stores a per-token bias, counted
+// in its bytes, and attention reads the head through Scores and Mix).
+func (s *Seq) KeepWithExtra(layer, head int, idx []int, key, value []float32, pos, count int) error {
 	h := s.list(layer, head)
 	d := s.pool.cfg.HeadDim
 	if len(key) != d || len(value) != d {
 		return fmt.Errorf("kvcache: layer %d head %d: extra token of %d and %d elements, want %d", layer, head, len(key), len(value), d)
+	}
+	if count < 1 {
+		return fmt.Errorf("kvcache: layer %d head %d: extra token standing for %d tokens, want ≥ 1", layer, head, count)
 	}
 	for i, j := range idx {
 		if j < 0 || j >= h.n || (i > 0 && j <= idx[i-1]) {
@@ -50,11 +61,15 @@ func (s *Seq) KeepWithExtra(layer, head int, idx []int, key, value []float32, po
 		dst.k.copyRow(i%bt, &src.k, (i-1)%bt, d)
 		dst.v.copyRow(i%bt, &src.v, (i-1)%bt, d)
 		dst.pos[i%bt] = src.pos[(i-1)%bt]
+		if src.bias != nil || dst.bias != nil {
+			s.pool.copyBias(dst, i%bt, src, (i-1)%bt)
+		}
 	}
 	b := h.blocks[at/bt]
 	b.k.put(at%bt, key)
 	b.v.put(at%bt, value)
 	b.pos[at%bt] = int32(pos)
+	s.pool.setBias(b, at%bt, float32(math.Log(float64(count))))
 	h.n++
 	last := h.blocks[(h.n-1)/bt]
 	last.n = (h.n-1)%bt + 1

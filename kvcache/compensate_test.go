@@ -1,6 +1,7 @@
 package kvcache
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -28,7 +29,8 @@ func TestKeepWithExtra(t *testing.T) {
 			p := newTestPool(0)
 			s := p.NewSeq()
 			fill(s, 0, 16)
-			if err := s.KeepWithExtra(0, 1, tc.keep, extraK, extraV, tc.pos); err != nil {
+			dropped := 16 - len(tc.keep)
+			if err := s.KeepWithExtra(0, 1, tc.keep, extraK, extraV, tc.pos, dropped); err != nil {
 				t.Fatal(err)
 			}
 			v := s.View(0, 1)
@@ -61,6 +63,28 @@ func TestKeepWithExtra(t *testing.T) {
 			if s.Bytes() != p.UsedBytes() {
 				t.Errorf("sequence holds %d bytes, the pool counts %d", s.Bytes(), p.UsedBytes())
 			}
+			// Scores weigh the extra token as the dropped tokens: its score
+			// gains ln(dropped), the others none; the head is read through
+			// Scores, not as plain blocks.
+			q := make([]float32, dim)
+			for i := range q {
+				q[i] = 0.01 * float32(i+1)
+			}
+			scores := make([]float32, v.Len())
+			v.Scores(scores, q, 0, v.Len(), 0.25)
+			for j := range v.Len() {
+				v.Key(j, k)
+				want := 0.25 * dot(q, k)
+				if j == tc.at {
+					want += float32(math.Log(float64(dropped)))
+				}
+				if math.Abs(float64(scores[j]-want)) > 1e-5*math.Max(1, math.Abs(float64(want))) {
+					t.Errorf("score of token %d: %v, want %v", j, scores[j], want)
+				}
+			}
+			if v.Plain() {
+				t.Error("a head with a weighted token reports plain blocks")
+			}
 			check(t, s, 1, 1, span(0, 16)) // other heads untouched
 		})
 	}
@@ -71,14 +95,17 @@ func TestKeepWithExtraRefuses(t *testing.T) {
 	s := p.NewSeq()
 	fill(s, 0, 8)
 	k := make([]float32, dim)
-	if err := s.KeepWithExtra(0, 0, []int{0, 5}, k, k, 5); err == nil {
+	if err := s.KeepWithExtra(0, 0, []int{0, 5}, k, k, 5, 2); err == nil {
 		t.Error("extra token at a kept token's position accepted")
 	}
-	if err := s.KeepWithExtra(0, 0, []int{3, 1}, k, k, 2); err == nil {
+	if err := s.KeepWithExtra(0, 0, []int{3, 1}, k, k, 2, 2); err == nil {
 		t.Error("descending indices accepted")
 	}
-	if err := s.KeepWithExtra(0, 0, []int{0}, k[:3], k, 2); err == nil {
+	if err := s.KeepWithExtra(0, 0, []int{0}, k[:3], k, 2, 2); err == nil {
 		t.Error("short key accepted")
+	}
+	if err := s.KeepWithExtra(0, 0, []int{0}, k, k, 2, 0); err == nil {
+		t.Error("an extra token standing for no token accepted")
 	}
 	check(t, s, 0, 0, span(0, 8)) // refused: left as it was
 }
@@ -93,7 +120,7 @@ func TestKeepWithExtraFork(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := make([]float32, dim)
-	if err := s.KeepWithExtra(1, 0, []int{0, 11}, k, k, 1); err != nil {
+	if err := s.KeepWithExtra(1, 0, []int{0, 11}, k, k, 1, 10); err != nil {
 		t.Fatal(err)
 	}
 	check(t, other, 1, 0, span(0, 12))
@@ -107,4 +134,12 @@ func TestKeepWithExtraFork(t *testing.T) {
 	if s.Len(1, 0) != 1 {
 		t.Errorf("after truncate to 1: %d tokens, want 1", s.Len(1, 0))
 	}
+}
+
+func dot(a, b []float32) float32 {
+	var s float32
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
 }

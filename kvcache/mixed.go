@@ -203,6 +203,11 @@ func (s *Seq) replaceSealed(h *headList, bi int, k, v rows) {
 	nb := fresh[0]
 	s.pool.seal(nb, k, v)
 	copy(nb.pos, b.pos)
+	for j := range b.n {
+		if b.bias != nil {
+			s.pool.copyBias(nb, j, b, j)
+		}
+	}
 	nb.n = b.n
 	h.blocks[bi] = nb
 	s.pool.release([]*block{b})

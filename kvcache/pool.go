@@ -53,6 +53,10 @@ type block struct {
 	pos  []int32
 	n    int // tokens filled
 	refs int // sequences (or other holders) using it; guarded by Pool.mu
+	// bias, when set, is added to each token's attention score: a
+	// synthetic token that stands for m tokens (RazorAttention's
+	// compensation token) holds ln m, so that softmax weighs it as m.
+	bias []float32
 }
 
 // NewPool returns a pool for a model of the given shape.
@@ -123,6 +127,7 @@ func (p *Pool) alloc(n int, force bool) ([]*block, error) {
 		var b *block
 		if k := len(p.free); k > 0 {
 			b, p.free = p.free[k-1], p.free[:k-1]
+			b.bias = nil
 		} else {
 			vals := p.cfg.BlockTokens * p.cfg.HeadDim
 			b = &block{k: newRows(p.cfg.Format, vals), v: newRows(p.cfg.Format, vals), pos: make([]int32, p.cfg.BlockTokens)}
@@ -161,6 +166,30 @@ func (p *Pool) release(bs []*block) {
 			panic("kvcache: block released twice")
 		}
 	}
+}
+
+// setBias sets token i's score bias in b, a block in use, counting the
+// bias array's bytes the first time.
+func (p *Pool) setBias(b *block, i int, w float32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b.bias == nil {
+		if w == 0 {
+			return
+		}
+		b.bias = make([]float32, p.cfg.BlockTokens)
+		p.used += 4 * int64(p.cfg.BlockTokens)
+	}
+	b.bias[i] = w
+}
+
+// copyBias gives token i of dst the score bias of token j of src.
+func (p *Pool) copyBias(dst *block, i int, src *block, j int) {
+	var w float32
+	if src.bias != nil {
+		w = src.bias[j]
+	}
+	p.setBias(dst, i, w)
 }
 
 // Kept returns how many released blocks the pool keeps for reuse (what

@@ -433,7 +433,9 @@ func (r *rows) unseal() {
 
 // bytes returns the bytes b's arrays hold: keys, values and positions.
 // A full-precision block holds Pool.BlockBytes.
-func (b *block) bytes() int64 { return b.k.bytes() + b.v.bytes() + 4*int64(len(b.pos)) }
+func (b *block) bytes() int64 {
+	return b.k.bytes() + b.v.bytes() + 4*int64(len(b.pos)) + 4*int64(len(b.bias))
+}
 
 // Quantize seals, in every layer and KV head, each full block that lies
 // wholly before the last residual tokens into format f, in KIVI's layout

@@ -112,6 +112,9 @@ func (s *Seq) Append(layer, head int, k, v []float32, pos int) {
 	b.k.put(i, k)
 	b.v.put(i, v)
 	b.pos[i] = int32(pos)
+	if b.bias != nil {
+		b.bias[i] = 0
+	}
 	b.n = i + 1
 	h.n++
 }
@@ -125,6 +128,9 @@ func (s *Seq) cow(h *headList, bi int) *block {
 	for j := range old.n {
 		b.k.copyRow(j, &old.k, j, d)
 		b.v.copyRow(j, &old.v, j, d)
+		if old.bias != nil {
+			s.pool.copyBias(b, j, old, j)
+		}
 	}
 	copy(b.pos, old.pos[:old.n])
 	b.n = old.n
@@ -220,6 +226,9 @@ func (s *Seq) Keep(layer, head int, idx []int) error {
 		dst.k.copyRow(i%bt, &src.k, j%bt, d)
 		dst.v.copyRow(i%bt, &src.v, j%bt, d)
 		dst.pos[i%bt] = src.pos[j%bt]
+		if src.bias != nil {
+			s.pool.copyBias(dst, i%bt, src, j%bt)
+		}
 		dst.n = i%bt + 1
 	}
 	s.pool.release(h.blocks)

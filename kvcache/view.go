@@ -56,7 +56,13 @@ func (v View) Scores(dst, q []float32, lo, hi int, scale float32) {
 	for lo < hi {
 		bi, off := lo/v.bt, lo%v.bt
 		end := min(hi-lo, v.bt-off)
-		v.h.blocks[bi].k.scores(dst[:end], q, off, off+end, scale)
+		b := v.h.blocks[bi]
+		b.k.scores(dst[:end], q, off, off+end, scale)
+		if b.bias != nil {
+			for j, w := range b.bias[off : off+end] {
+				dst[j] += w
+			}
+		}
 		dst, lo = dst[end:], lo+end
 	}
 }

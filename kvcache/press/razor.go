@@ -31,6 +31,9 @@ type Kept struct {
 	// as cached) and the position that orders it among the kept tokens.
 	Key, Value []float32
 	Pos        int
+	// Count is how many tokens the synthetic token stands for: attention
+	// weighs it as that many (Seq.KeepWithExtra).
+	Count int
 }
 
 // applyCompensated is Apply for a Compensator budget: per layer, score,
@@ -42,7 +45,7 @@ func (p *Press) applyCompensated(m *model.Model, seq *kvcache.Seq, obs *model.Ob
 			var err error
 			switch {
 			case k.Extra:
-				err = seq.KeepWithExtra(l, g, k.Idx, k.Key, k.Value, k.Pos)
+				err = seq.KeepWithExtra(l, g, k.Idx, k.Key, k.Value, k.Pos, k.Count)
 			case len(k.Idx) != st.Tokens(g):
 				err = seq.Keep(l, g, k.Idx)
 			}
@@ -101,13 +104,13 @@ type RazorAttention struct {
 //     first dropped token, which lies between the sinks and the recent
 //     window, so positions stay ascending and Truncate/Fork below that
 //     position forget it with the tokens it summarises.
-//   - Attention. The paper weighs the compensation token by the number of
-//     tokens it stands for (|D|·exp(q·k̂) in the softmax, its equation 5).
-//     kvserve's attention kernels have no per-token weight, so the token
-//     enters attention as one token: the summary is there, its weight is
-//     not (a limitation).
+//   - Attention. As in the paper (|D|·exp(q·k̂) in the softmax, its
+//     equation 5), the token weighs as the |D| tokens it stands for: the
+//     cache stores ln |D| as its score bias (Seq.KeepWithExtra), and
+//     attention reads such a head through View.Scores, which adds it.
 //   - A compensation token already in the cache (after decode-time
-//     recompression) is an ordinary token the next time.
+//     recompression) is an ordinary token the next time: if dropped, it
+//     counts as one in the new summary.
 type Razor struct {
 	// Retrieval and Scores come from a head file (nil: classify on the
 	// fly).
@@ -219,7 +222,7 @@ func compensate(s *State, g int, idx []int) Kept {
 			val[c] += float64(x)
 		}
 	}
-	k := Kept{Idx: idx, Extra: true, Key: make([]float32, d), Value: make([]float32, d), Pos: s.Positions[g][first]}
+	k := Kept{Idx: idx, Extra: true, Key: make([]float32, d), Value: make([]float32, d), Pos: s.Positions[g][first], Count: dropped}
 	for c := range d {
 		k.Key[c] = float32(key[c] / float64(dropped))
 		k.Value[c] = float32(val[c] / float64(dropped))
