@@ -62,18 +62,7 @@ func TestAccuracyMatchesReference(t *testing.T) {
 // prefill and checks their answers against kvpress's, and that the
 // compressed caches hold about half the bytes.
 func TestPressesShareThePrefill(t *testing.T) {
-	recs, err := ReadRecords("testdata/dev.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs = Filter(recs, []string{"niah_single"}, []int{1000}, 2)
-	pool := compute.NewPool(0)
-	defer pool.Close()
-	b, err := engine.Open("", pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	recs, b := tinychatOn(t, "niah_single", 2)
 	var presses []*press.Press
 	for _, name := range []string{"", "keydiff", "streaming_llm"} {
 		if name == "" {
@@ -169,18 +158,7 @@ func TestPlotAccuracy(t *testing.T) {
 // SnapKV's window of last queries — now the question's — finds at least
 // as many answers.
 func TestQueryAware(t *testing.T) {
-	recs, err := ReadRecords("testdata/dev.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs = Filter(recs, []string{"niah_single"}, []int{1000}, 2)
-	pool := compute.NewPool(0)
-	defer pool.Close()
-	b, err := engine.Open("", pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	recs, b := tinychatOn(t, "niah_single", 2)
 	run := func(aware bool) *Run {
 		p, err := press.Parse("snapkv", 0.75)
 		if err != nil {
@@ -203,4 +181,22 @@ func TestQueryAware(t *testing.T) {
 		t.Errorf("query-aware SnapKV found %d answers, query-agnostic %d", aware.Correct, agnostic.Correct)
 	}
 	t.Logf("snapkv@0.75 on %d records: query-agnostic %d correct in %d B, query-aware %d in %d B", len(recs), agnostic.Correct, agnostic.KVBytes, aware.Correct, aware.KVBytes)
+}
+
+// tinychatOn returns per records of task at length 1000 from dev.jsonl and
+// the bundled model, closed when the test ends.
+func tinychatOn(t *testing.T, task string, per int) ([]Record, *engine.Bundle) {
+	t.Helper()
+	recs, err := ReadRecords("testdata/dev.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := compute.NewPool(0)
+	t.Cleanup(pool.Close)
+	b, err := engine.Open("", pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return Filter(recs, []string{task}, []int{1000}, per), b
 }
