@@ -13,7 +13,9 @@ var blockedTypes = []struct {
 	ref  func(w *Mat, cols, r, c int) float64
 }{
 	{"q8_0",
-		func(rng *rand.Rand, rows, cols int) (*Mat, error) { return NewQ8_0(rows, cols, randQ8(rng, rows, cols)) },
+		func(rng *rand.Rand, rows, cols int) (*Mat, error) {
+			return NewQ8_0(rows, cols, randQ8(rng, rows, cols))
+		},
 		func(w *Mat, cols, r, c int) float64 { return q8Ref(w.Q8, cols, r, c) }},
 	{"q4",
 		func(rng *rand.Rand, rows, cols int) (*Mat, error) { return NewQ4(rows, cols, randQ4(rng, rows, cols)) },
