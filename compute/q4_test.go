@@ -60,26 +60,6 @@ func q4Ref(raw []byte, cols, r, c int) float64 {
 	return float64(float32(float64(p) + float64(m)))
 }
 
-func TestNewQ4(t *testing.T) {
-	rng := rand.New(rand.NewPCG(81, 82))
-	raw := randQ4(rng, 3, 64)
-	m, err := NewQ4(3, 64, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.DType != Q4 || m.DType.String() != "q4" || m.Bytes() != 3*2*24 || m.Rows != 3 || m.Cols != 64 {
-		t.Errorf("NewQ4 gave %+v, %v, %d bytes", m, m.DType, m.Bytes())
-	}
-	for _, bad := range []struct{ rows, cols, n int }{{3, 64, 143}, {3, 64, 145}, {3, 48, 3 * 24}, {-1, 32, 0}, {2, 0, 1}} {
-		if _, err := NewQ4(bad.rows, bad.cols, make([]byte, bad.n)); err == nil {
-			t.Errorf("NewQ4(%d, %d) over %d bytes: no error", bad.rows, bad.cols, bad.n)
-		}
-	}
-	if m, err := NewQ4(0, 32, nil); err != nil || m.Bytes() != 0 {
-		t.Errorf("empty NewQ4: %v, %v", m, err)
-	}
-}
-
 // TestQ4Kernels checks dotQ4 against a float64 dot product of the exact
 // weights and q4ToF32 bit for bit, for every kernel set, at row lengths
 // around the two-block unroll and at unaligned addresses.

@@ -35,26 +35,6 @@ func q8Ref(raw []byte, cols, r, c int) float64 {
 	return float64(F16ToF32(uint16(b[0])|uint16(b[1])<<8)) * float64(int8(b[2+c%Q8Block]))
 }
 
-func TestNewQ8_0(t *testing.T) {
-	rng := rand.New(rand.NewPCG(61, 62))
-	raw := randQ8(rng, 3, 64)
-	m, err := NewQ8_0(3, 64, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.DType != Q8_0 || m.DType.String() != "q8_0" || m.Bytes() != 3*2*34 || m.Rows != 3 || m.Cols != 64 {
-		t.Errorf("NewQ8_0 gave %+v, %v, %d bytes", m, m.DType, m.Bytes())
-	}
-	for _, bad := range []struct{ rows, cols, n int }{{3, 64, 203}, {3, 64, 205}, {3, 48, 3 * 34}, {-1, 32, 0}, {2, 0, 1}} {
-		if _, err := NewQ8_0(bad.rows, bad.cols, make([]byte, bad.n)); err == nil {
-			t.Errorf("NewQ8_0(%d, %d) over %d bytes: no error", bad.rows, bad.cols, bad.n)
-		}
-	}
-	if m, err := NewQ8_0(0, 32, nil); err != nil || m.Bytes() != 0 {
-		t.Errorf("empty NewQ8_0: %v, %v", m, err)
-	}
-}
-
 func TestQ8Kernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(63, 64))
 	for _, ks := range allSets() {
