@@ -23,16 +23,15 @@ type Compensator interface {
 }
 
 // Kept is what one head keeps under a Compensator: the ascending indices
-// of its real tokens and, when Extra is set, one synthetic token.
+// of its real tokens and, when Count > 0, one synthetic token.
 type Kept struct {
-	Idx   []int
-	Extra bool
+	Idx []int
 	// Key and Value of the synthetic token (HeadDim each, post-RoPE keys
 	// as cached) and the position that orders it among the kept tokens.
 	Key, Value []float32
 	Pos        int
-	// Count is how many tokens the synthetic token stands for: attention
-	// weighs it as that many (Seq.KeepWithExtra).
+	// Count is how many tokens the synthetic token stands for (0: there
+	// is none); attention weighs it as that many (Seq.KeepWithExtra).
 	Count int
 }
 
@@ -44,7 +43,7 @@ func (p *Press) applyCompensated(m *model.Model, seq *kvcache.Seq, obs *model.Ob
 		for g, k := range cp.SelectCompensated(st, p.Scorer.Score(st), p.Ratio) {
 			var err error
 			switch {
-			case k.Extra:
+			case k.Count > 0:
 				err = seq.KeepWithExtra(l, g, k.Idx, k.Key, k.Value, k.Pos, k.Count)
 			case len(k.Idx) != st.Tokens(g):
 				err = seq.Keep(l, g, k.Idx)
@@ -222,7 +221,7 @@ func compensate(s *State, g int, idx []int) Kept {
 			val[c] += float64(x)
 		}
 	}
-	k := Kept{Idx: idx, Extra: true, Key: make([]float32, d), Value: make([]float32, d), Pos: s.Positions[g][first], Count: dropped}
+	k := Kept{Idx: idx, Key: make([]float32, d), Value: make([]float32, d), Pos: s.Positions[g][first], Count: dropped}
 	for c := range d {
 		k.Key[c] = float32(key[c] / float64(dropped))
 		k.Value[c] = float32(val[c] / float64(dropped))

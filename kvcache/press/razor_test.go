@@ -58,11 +58,11 @@ func TestRazorSelectCompensated(t *testing.T) {
 			for g, w := range tc.want {
 				k := kept[g]
 				total += len(k.Idx)
-				if k.Extra {
+				if k.Count > 0 {
 					total++
 				}
 				if w.full {
-					if k.Extra || !slices.Equal(k.Idx, span(0, tc.n)) {
+					if k.Count > 0 || !slices.Equal(k.Idx, span(0, tc.n)) {
 						t.Errorf("head %d: %+v, want every token", g, k)
 					}
 					continue
@@ -72,8 +72,8 @@ func TestRazorSelectCompensated(t *testing.T) {
 				}
 				// The compensation token: mean of the dropped 4..n−recent,
 				// at the first dropped position.
-				if !k.Extra || k.Pos != 4 || k.Key[0] != meanOf(4, tc.n-w.recent) || k.Value[0] != meanOf(4, tc.n-w.recent) {
-					t.Errorf("head %d compensation %v at %d (key %v), want mean %v at 4", g, k.Extra, k.Pos, k.Key[0], meanOf(4, tc.n-w.recent))
+				if k.Count == 0 || k.Pos != 4 || k.Key[0] != meanOf(4, tc.n-w.recent) || k.Value[0] != meanOf(4, tc.n-w.recent) {
+					t.Errorf("head %d compensation %v at %d (key %v), want mean %v at 4", g, k.Count > 0, k.Pos, k.Key[0], meanOf(4, tc.n-w.recent))
 				}
 			}
 			if want := int(float64(len(tc.want)*tc.n) * (1 - tc.ratio)); total != want {
@@ -110,11 +110,11 @@ func TestRazorOnTheFly(t *testing.T) {
 		t.Fatalf("retrieval heads %v, want [0]", got)
 	}
 	kept := b.SelectCompensated(s, p.Scorer.Score(s), 0.25)
-	if kept[0].Extra || len(kept[0].Idx) != n {
-		t.Errorf("retrieval head kept %d, extra %v", len(kept[0].Idx), kept[0].Extra)
+	if kept[0].Count > 0 || len(kept[0].Idx) != n {
+		t.Errorf("retrieval head kept %d, extra %v", len(kept[0].Idx), kept[0].Count > 0)
 	}
-	if len(kept[1].Idx) != 49 || !kept[1].Extra {
-		t.Errorf("streaming head kept %d real tokens, extra %v; want 49 and a compensation token", len(kept[1].Idx), kept[1].Extra)
+	if len(kept[1].Idx) != 49 || kept[1].Count == 0 {
+		t.Errorf("streaming head kept %d real tokens, extra %v; want 49 and a compensation token", len(kept[1].Idx), kept[1].Count)
 	}
 	// At 0.5 the budget (100) cannot hold a full head: no retrieval head.
 	if got := b.RetrievalHeads(s, 0.5); len(got) != 0 {
