@@ -72,8 +72,8 @@ func TestRazorSelectCompensated(t *testing.T) {
 				}
 				// The compensation token: mean of the dropped 4..n−recent,
 				// at the first dropped position.
-				if k.Count == 0 || k.Pos != 4 || k.Key[0] != meanOf(4, tc.n-w.recent) || k.Value[0] != meanOf(4, tc.n-w.recent) {
-					t.Errorf("head %d compensation %v at %d (key %v), want mean %v at 4", g, k.Count > 0, k.Pos, k.Key[0], meanOf(4, tc.n-w.recent))
+				if k.Count != tc.n-w.recent-4 || k.Pos != 4 || k.Key[0] != meanOf(4, tc.n-w.recent) || k.Value[0] != meanOf(4, tc.n-w.recent) {
+					t.Errorf("head %d compensation for %d tokens at %d (key %v), want mean %v at 4", g, k.Count, k.Pos, k.Key[0], meanOf(4, tc.n-w.recent))
 				}
 			}
 			if want := int(float64(len(tc.want)*tc.n) * (1 - tc.ratio)); total != want {
