@@ -9,7 +9,7 @@ import (
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/press"
 )
 
 // TestAccuracyMatchesReference runs the harness on two short records, both

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/press"
 )
 
 // This file holds the scheduler's API: what a caller submits (Job), what it

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/model"
+	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/tokenizer"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/model"
+	"github.com/kvserve/kvserve/press"
 )
 
 // pressedReference compresses prompt's cache with p (nil: none) outside

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/engine"
-	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/tokenizer/chat"
 )
 

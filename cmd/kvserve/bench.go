@@ -13,7 +13,7 @@ import (
 
 	"github.com/kvserve/kvserve/bench"
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/press"
 )
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {

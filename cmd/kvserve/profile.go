@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/model"
+	"github.com/kvserve/kvserve/press"
 )
 
 // cmdProfileHeads finds DuoAttention's retrieval heads on synthetic

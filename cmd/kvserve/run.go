@@ -12,8 +12,8 @@ import (
 
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/model"
+	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/tokenizer"
 	"github.com/kvserve/kvserve/tokenizer/chat"
 )

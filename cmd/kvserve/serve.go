@@ -20,7 +20,7 @@ import (
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/server"
 )
 

@@ -7,7 +7,7 @@ import (
 	"github.com/kvserve/kvserve/bench"
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
-	"github.com/kvserve/kvserve/kvcache/press"
+	"github.com/kvserve/kvserve/press"
 )
 
 // TestThinKAndGEAROnTinychat compresses one dev record's context (the

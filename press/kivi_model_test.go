@@ -9,8 +9,8 @@ import (
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/kvcache/press"
 	"github.com/kvserve/kvserve/model"
+	"github.com/kvserve/kvserve/press"
 )
 
 // quantRun is one press's outcome on one record.
