@@ -7,8 +7,8 @@ import (
 	"sort"
 
 	"github.com/kvserve/kvserve/compute"
+	"github.com/kvserve/kvserve/gguf"
 	"github.com/kvserve/kvserve/internal/mmap"
-	"github.com/kvserve/kvserve/model/gguf"
 )
 
 // GGUF architectures (general.architecture) that LoadGGUF runs, and the

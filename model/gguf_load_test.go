@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/kvserve/kvserve/compute"
-	"github.com/kvserve/kvserve/model/gguf"
+	"github.com/kvserve/kvserve/gguf"
 	"github.com/kvserve/kvserve/model/safetensors"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/kvserve/kvserve/compute"
-	"github.com/kvserve/kvserve/model/gguf"
+	"github.com/kvserve/kvserve/gguf"
 )
 
 // randHalf returns the bits of a random finite half: mostly normal values

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/kvserve/kvserve/model/gguf"
+	"github.com/kvserve/kvserve/gguf"
 )
 
 // ggufPre maps llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) to the

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvserve/kvserve/model/gguf"
+	"github.com/kvserve/kvserve/gguf"
 )
 
 const ggufBF16 = "../../shared/models/gguf/tinychat-bf16.gguf"

@@ -11,9 +11,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kvserve/kvserve/gguf"
 	"github.com/kvserve/kvserve/internal/mmap"
 	"github.com/kvserve/kvserve/model"
-	"github.com/kvserve/kvserve/model/gguf"
 	"github.com/kvserve/kvserve/model/safetensors"
 	"github.com/kvserve/kvserve/tokenizer"
 )
