@@ -17,8 +17,8 @@ import (
 // The fixtures are tinychat (models/tinychat, bf16 safetensors) converted by
 // llama.cpp's convert_hf_to_gguf.py, build 4748, to BF16 and to Q8_0.
 const (
-	fixtureDir  = "../../../shared/models/gguf"
-	tinychatDir = "../../models/tinychat"
+	fixtureDir  = "../../shared/models/gguf"
+	tinychatDir = "../models/tinychat"
 )
 
 func readFixture(t *testing.T, name string) *File {

@@ -12,7 +12,7 @@ func loadTiny(t *testing.T) *model.Model {
 	t.Helper()
 	pool := compute.NewPool(0)
 	t.Cleanup(pool.Close)
-	m, err := model.Load(model.Source{Dir: "../../model/testdata/archs/qwen2"}, pool)
+	m, err := model.Load(model.Source{Dir: "../model/testdata/archs/qwen2"}, pool)
 	if err != nil {
 		t.Fatal(err)
 	}

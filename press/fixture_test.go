@@ -9,7 +9,7 @@ import (
 
 // llamaFixture is the tiny random-weight llama the model-level press tests
 // run on (2 layers, 2 KV heads).
-const llamaFixture = "../../model/testdata/archs/llama3-ropescaled"
+const llamaFixture = "../model/testdata/archs/llama3-ropescaled"
 
 // loadFixture loads the model folder dir on a one-thread pool, both
 // closed when the test ends, and returns it with n reproducible prompt

@@ -75,7 +75,7 @@ func runQuantPresses(t *testing.T, b *engine.Bundle, r *bench.Record, presses []
 // (bench/testdata/kvpress-quant-dev.jsonl), and that the sealed cache
 // holds the bytes the format says.
 func TestKIVIOnTinychat(t *testing.T) {
-	recs, err := bench.ReadRecords("../../bench/testdata/dev.jsonl")
+	recs, err := bench.ReadRecords("../bench/testdata/dev.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestKIVIOnTinychat(t *testing.T) {
 	if len(recs) != 1 || recs[0].ID != "niah_single-1000-0" {
 		t.Fatalf("filter kept %d records", len(recs))
 	}
-	ref, err := bench.ReadReference("../../bench/testdata/kvpress-quant-dev.jsonl")
+	ref, err := bench.ReadReference("../bench/testdata/kvpress-quant-dev.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}

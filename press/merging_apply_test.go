@@ -85,7 +85,7 @@ func TestKVMergesOnAModel(t *testing.T) {
 			presses = append(presses, p)
 		}
 	}
-	f := newMergeFixture(t, "../../models/tinychat", n, presses)
+	f := newMergeFixture(t, "../models/tinychat", n, presses)
 	c := f.m.Config
 	full := f.base.StoredBytes()
 	for _, p := range presses {
@@ -134,8 +134,8 @@ func TestMiniCacheOnAModel(t *testing.T) {
 		n      int
 		minCos float64
 	}{
-		{"../../models/tinychat", 300, 0.95},
-		{"../../model/testdata/archs/gemma3", 200, -1}, // random weights: only finite logits are asked for
+		{"../models/tinychat", 300, 0.95},
+		{"../model/testdata/archs/gemma3", 200, -1}, // random weights: only finite logits are asked for
 	} {
 		f := newMergeFixture(t, tc.dir, tc.n, nil)
 		c := f.m.Config

@@ -28,8 +28,8 @@ func TestRetrievalPressesOnAModel(t *testing.T) {
 		// tinychat stays near it at every ratio tried.
 		maxDist, maxRatio float64
 	}{
-		{"../../model/testdata/archs/llama3-ropescaled", 0.5, 0.05},
-		{"../../models/tinychat", 0.15, 0.75},
+		{"../model/testdata/archs/llama3-ropescaled", 0.5, 0.05},
+		{"../models/tinychat", 0.15, 0.75},
 	} {
 		t.Run(filepath.Base(tc.dir), func(t *testing.T) { testRetrievalPresses(t, tc.dir, tc.maxDist, tc.maxRatio) })
 	}

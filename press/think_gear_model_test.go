@@ -15,7 +15,7 @@ import (
 // alone and after an eviction method, and checks that tinychat still
 // answers as with the full cache, from a cache smaller than bf16's.
 func TestThinKAndGEAROnTinychat(t *testing.T) {
-	recs, err := bench.ReadRecords("../../bench/testdata/dev.jsonl")
+	recs, err := bench.ReadRecords("../bench/testdata/dev.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
