@@ -191,6 +191,10 @@ type Usage struct {
 	PromptTokens     int
 	CachedTokens     int // prompt tokens that were already cached
 	CompletionTokens int // over all choices
+	// KVBytesBeforePress and KVBytesAfterPress are the prompt cache's
+	// stored bytes just before and after the job's press compressed it
+	// (both 0 without a press).
+	KVBytesBeforePress, KVBytesAfterPress int64
 }
 
 // Event is one piece of a request's output.

@@ -483,7 +483,9 @@ func (l *loopState) prefilled(r *request) {
 	r.prefilled = true
 	first := r.seqs[0]
 	if p := r.job.Press; p != nil {
+		r.pressedFrom = first.cache.Bytes()
 		err := p.Compress(l.s.b.Net, first.cache, r.observer)
+		r.pressedTo = first.cache.Bytes()
 		r.observer = nil
 		if err != nil {
 			l.fail(r, fmt.Errorf("engine: compress the prompt's KV cache: %w", err))

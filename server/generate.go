@@ -237,11 +237,16 @@ func tenantSalt(r *http.Request, cacheSalt *string) string {
 // generate submits g and writes the response, whole or streamed.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation) {
 	g.job.Salt = tenantSalt(r, g.cacheSalt)
-	st, err := s.sched.Submit(r.Context(), g.job)
+	sub, err := s.sched.Submit(r.Context(), g.job)
 	if err != nil {
 		writeError(w, engineError(err, g.promptParam))
 		return
 	}
+	pressName := ""
+	if g.job.Press != nil {
+		pressName = g.job.Press.Name
+	}
+	st := track(w, sub, pressName)
 	id := newID("cmpl-")
 	if g.chat {
 		id = newID("chatcmpl-")
@@ -327,7 +332,7 @@ func (e *sse) send(v any) {
 // with the role for each choice, then a chunk per piece of text, a chunk
 // with each choice's finish reason, with stream_options.include_usage a
 // last chunk with the usage and no choices, then [DONE].
-func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation, st *engine.Stream, id string) {
+func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation, st trackedStream, id string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

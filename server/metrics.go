@@ -4,38 +4,45 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/internal/metric"
 )
 
 // Metrics collects the server's Prometheus metrics on a registry of its
-// own. It is the scheduler's engine.Observer (pass it in
+// own; every series carries the label model_name. It is the scheduler's engine.Observer (pass it in
 // engine.SchedulerConfig) and reads the scheduler's gauges when scraped.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg *metric.Registry
 
-	ttft, itl, queueWait, step prometheus.Histogram
-	promptTokens, cachedTokens prometheus.Counter
-	prefillTokens, genTokens   prometheus.Counter
-	finished                   *prometheus.CounterVec
-	requests                   *prometheus.CounterVec
+	ttft, itl, queueWait, step *metric.Histogram
+	promptTokens, cachedTokens *metric.Counter
+	prefillTokens, genTokens   *metric.Counter
+	finished                   *metric.CounterVec
+	requests                   *metric.CounterVec
+
+	// Per request, observed when its answer is written.
+	e2e, prefillTime, decodeTime      *metric.Histogram
+	promptLength, generationLength    *metric.Histogram
+	pressRequests                     *metric.CounterVec
+	pressBytesBefore, pressBytesAfter *metric.CounterVec
 }
 
+// tokenBuckets span 1 to about 10⁵ tokens in 1-2-5 steps, as vLLM's
+// length histograms do.
+var tokenBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000}
+
 // latencyBuckets span 1 ms to about 65 s.
-var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 17)
+var latencyBuckets = metric.ExponentialBuckets(0.001, 2, 17)
 
 // NewMetrics returns metrics registered on a new registry, with the Go
 // runtime's and the process's collectors.
 func NewMetrics() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
-	hist := func(name, help string) prometheus.Histogram {
-		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "kvserve", Name: name, Help: help, Buckets: latencyBuckets})
+	m := &Metrics{reg: metric.NewRegistry(nil)}
+	hist := func(name, help string) *metric.Histogram {
+		return metric.NewHistogram(metric.HistogramOpts{Namespace: "kvserve", Name: name, Help: help, Buckets: latencyBuckets})
 	}
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "kvserve", Name: name, Help: help})
+	counter := func(name, help string) *metric.Counter {
+		return metric.NewCounter(metric.CounterOpts{Namespace: "kvserve", Name: name, Help: help})
 	}
 	m.ttft = hist("time_to_first_token_seconds", "Time from a request's arrival to its first generated token.")
 	m.itl = hist("inter_token_latency_seconds", "Time between two generated tokens of one sequence.")
@@ -45,25 +52,38 @@ func NewMetrics() *Metrics {
 	m.cachedTokens = counter("prompt_cached_tokens_total", "Prompt tokens found in the KV cache (prefix hits).")
 	m.prefillTokens = counter("prefill_tokens_total", "Prompt tokens computed by the model.")
 	m.genTokens = counter("generation_tokens_total", "Tokens sampled; rate() of it is the generation throughput in tokens/s.")
-	m.finished = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvserve", Name: "finished_sequences_total", Help: "Sequences (choices) that ended, by reason."}, []string{"reason"})
-	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvserve", Name: "http_requests_total", Help: "HTTP requests by path and status code."}, []string{"path", "code"})
+	m.finished = metric.NewCounterVec(metric.CounterOpts{Namespace: "kvserve", Name: "finished_sequences_total", Help: "Sequences (choices) that ended, by reason."}, []string{"reason"})
+	m.requests = metric.NewCounterVec(metric.CounterOpts{Namespace: "kvserve", Name: "http_requests_total", Help: "HTTP requests by path and status code."}, []string{"path", "code"})
+	m.e2e = hist("e2e_request_latency_seconds", "Time from a generation request's submission to its last token.")
+	m.prefillTime = hist("request_prefill_time_seconds", "Time from a generation request's submission to its first token (queue and prompt).")
+	m.decodeTime = hist("request_decode_time_seconds", "Time from a generation request's first token to its last.")
+	lengths := func(name, help string) *metric.Histogram {
+		return metric.NewHistogram(metric.HistogramOpts{Namespace: "kvserve", Name: name, Help: help, Buckets: tokenBuckets})
+	}
+	m.promptLength = lengths("request_prompt_tokens", "Prompt length of each generation request, in tokens.")
+	m.generationLength = lengths("request_generation_tokens", "Tokens generated for each request, over all its choices.")
+	m.pressRequests = metric.NewCounterVec(metric.CounterOpts{Namespace: "kvserve", Name: "kv_press_requests_total", Help: "Requests whose prompt KV was compressed, by press."}, []string{"press"})
+	m.pressBytesBefore = metric.NewCounterVec(metric.CounterOpts{Namespace: "kvserve", Name: "kv_press_bytes_before_total", Help: "Prompt KV bytes before compression, summed over requests, by press."}, []string{"press"})
+	m.pressBytesAfter = metric.NewCounterVec(metric.CounterOpts{Namespace: "kvserve", Name: "kv_press_bytes_after_total", Help: "Prompt KV bytes after compression, summed over requests, by press."}, []string{"press"})
 	m.reg.MustRegister(m.ttft, m.itl, m.queueWait, m.step, m.promptTokens, m.cachedTokens, m.prefillTokens, m.genTokens, m.finished, m.requests,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.e2e, m.prefillTime, m.decodeTime, m.promptLength, m.generationLength, m.pressRequests, m.pressBytesBefore, m.pressBytesAfter,
+		metric.NewGoCollector(), metric.NewProcessCollector())
 	return m
 }
 
 // Registry returns the registry the metrics live on.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+func (m *Metrics) Registry() *metric.Registry { return m.reg }
 
 // Handler serves the metrics in Prometheus' text format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
-}
+func (m *Metrics) Handler() http.Handler { return metric.Handler(m.reg) }
+
+// SetModel names the served model: the value of every series' model_name.
+func (m *Metrics) SetModel(name string) { m.reg.SetConstant("model_name", name) }
 
 // watch registers the gauges read from the scheduler at each scrape.
 func (m *Metrics) watch(s *engine.Scheduler) {
-	gauge := func(name, help string, f func(engine.SchedulerStats) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvserve", Name: name, Help: help}, func() float64 { return f(s.Stats()) })
+	gauge := func(name, help string, f func(engine.SchedulerStats) float64) metric.Collector {
+		return metric.NewGaugeFunc(metric.GaugeOpts{Namespace: "kvserve", Name: name, Help: help}, func() float64 { return f(s.Stats()) })
 	}
 	m.reg.MustRegister(
 		gauge("queue_requests", "Requests waiting for a place in the batch.", func(st engine.SchedulerStats) float64 { return float64(st.Queued) }),
@@ -78,14 +98,14 @@ func (m *Metrics) watch(s *engine.Scheduler) {
 		gauge("kv_capacity_bytes", "The KV-cache memory budget (0: none).", func(st engine.SchedulerStats) float64 { return float64(st.KV.Capacity) }),
 		gauge("kv_blocks_used", "KV-cache blocks in use.", func(st engine.SchedulerStats) float64 { return float64(st.KV.UsedBlocks) }),
 		gauge("kv_blocks_free", "KV-cache blocks the budget still allows (-1 without a budget).", func(st engine.SchedulerStats) float64 { return float64(st.KV.FreeBlocks) }),
-		gauge("prefix_hit_rate", "Share of prompt tokens found cached, since start.", func(st engine.SchedulerStats) float64 {
-			if st.PromptTokens == 0 {
+		gauge("kv_usage_ratio", "Share of the KV budget in use, 0 to 1 (vLLM's kv_cache_usage_perc; 0 without a budget).", func(st engine.SchedulerStats) float64 {
+			if st.KV.Capacity <= 0 {
 				return 0
 			}
-			return float64(st.CachedTokens) / float64(st.PromptTokens)
+			return float64(st.KV.UsedBytes) / float64(st.KV.Capacity)
 		}),
 		gauge("prefix_cached_tokens", "Distinct tokens the prefix cache keeps for reuse.", func(st engine.SchedulerStats) float64 { return float64(st.KV.PrefixTokens) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvserve", Name: "prefix_evictions_total", Help: "Kept prefix caches evicted to make room."},
+		metric.NewCounterFunc(metric.CounterOpts{Namespace: "kvserve", Name: "prefix_evictions_total", Help: "Kept prefix caches evicted to make room."},
 			func() float64 { return float64(s.Stats().KV.PrefixEvictions) }),
 	)
 }
@@ -113,4 +133,20 @@ func (m *Metrics) Step(st engine.StepInfo) {
 // Finished implements engine.Observer.
 func (m *Metrics) Finished(reason engine.Finish, completion int) {
 	m.finished.WithLabelValues(string(reason)).Inc()
+}
+
+// request observes one finished generation request.
+func (m *Metrics) request(g *genRecord) {
+	m.e2e.Observe(g.end.Sub(g.submitted).Seconds())
+	if !g.first.IsZero() {
+		m.prefillTime.Observe(g.first.Sub(g.submitted).Seconds())
+		m.decodeTime.Observe(g.end.Sub(g.first).Seconds())
+	}
+	m.promptLength.Observe(float64(g.usage.PromptTokens))
+	m.generationLength.Observe(float64(g.usage.CompletionTokens))
+	if g.press != "" {
+		m.pressRequests.WithLabelValues(g.press).Inc()
+		m.pressBytesBefore.WithLabelValues(g.press).Add(float64(g.usage.KVBytesBeforePress))
+		m.pressBytesAfter.WithLabelValues(g.press).Add(float64(g.usage.KVBytesAfterPress))
+	}
 }

@@ -61,9 +61,13 @@ func TestMultiTurnReuse(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	want := fmt.Sprintf("kvserve_prefix_hit_rate %g", float64(whole1)/float64(w1.Usage.PromptTokens+u.PromptTokens))
-	if !strings.Contains(string(body), want) {
-		t.Errorf("/metrics lacks %q", want)
+	for _, want := range []string{
+		fmt.Sprintf(`kvserve_prompt_cached_tokens_total{model_name="tinychat"} %d`, whole1),
+		fmt.Sprintf(`kvserve_prompt_tokens_total{model_name="tinychat"} %d`, w1.Usage.PromptTokens+u.PromptTokens),
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 

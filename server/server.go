@@ -70,6 +70,7 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 		cfg.MaxBodyBytes = 16 << 20
 	}
 	s := &Server{b: b, sched: sched, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, mux: http.NewServeMux(), created: time.Now().Unix()}
+	s.metrics.SetModel(cfg.ModelName)
 	s.metrics.watch(sched)
 	route := func(path, method string, h http.HandlerFunc) {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
@@ -105,11 +106,14 @@ func (s *Server) Drain() { s.drain.Store(true) }
 // ServeHTTP serves one request, logging it and counting it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	id := requestID(r)
+	w.Header().Set(RequestIDHeader, id)
 	rec := &statusWriter{ResponseWriter: w}
 	s.mux.ServeHTTP(rec, r)
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK
+		rec.code = code
 	}
 	path := r.URL.Path
 	if _, pattern := s.mux.Handler(r); pattern == "/" {
@@ -119,23 +123,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.requests.WithLabelValues(path, strconv.Itoa(code)).Inc()
 	if path != "/metrics" && path != "/health" {
-		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", code, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+		s.logRequest(r, rec, id, path, start)
 	}
-}
-
-// statusWriter records the status code; Unwrap lets http.ResponseController
-// reach the connection to flush server-sent events.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-// WriteHeader records the first status code.
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
 // Write records an implicit 200.
@@ -145,9 +134,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	}
 	return w.ResponseWriter.Write(b)
 }
-
-// Unwrap returns the wrapped writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // writeJSON writes v with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -162,6 +148,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError writes an error in OpenAI's shape.
 func writeError(w http.ResponseWriter, e *apiError) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.errReason = e.Message
+	}
 	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -58,7 +59,7 @@ func startBudget(t *testing.T, cfg engine.SchedulerConfig, budget int64) *testSe
 }
 
 // startServer starts a server with the given KV budget and API settings
-// (their Metrics and Logger are set here).
+// (their Metrics are set here, and a silent Logger unless one is given).
 func startServer(t *testing.T, cfg engine.SchedulerConfig, budget int64, api Config) *testServer {
 	t.Helper()
 	b := tinychat(t)
@@ -66,7 +67,10 @@ func startServer(t *testing.T, cfg engine.SchedulerConfig, budget int64, api Con
 	cache := engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: budget})
 	cfg.Cache, cfg.Observer = cache, m
 	sched := engine.NewScheduler(b, cfg)
-	api.Metrics, api.Logger = m, slog.New(slog.NewTextHandler(io.Discard, nil))
+	api.Metrics = m
+	if api.Logger == nil {
+		api.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	ts := &testServer{Server: httptest.NewServer(New(b, sched, api)), b: b, sched: sched, cache: cache}
 	t.Cleanup(ts.close)
 	return ts
@@ -613,15 +617,34 @@ func TestModelsHealthMetrics(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("/metrics: %d", status)
 	}
-	for _, name := range []string{
-		"kvserve_queue_requests 0", "kvserve_running_sequences 0", "kvserve_kv_used_bytes", "kvserve_kv_free_bytes",
-		"kvserve_kv_blocks_used", "kvserve_kv_blocks_free", "kvserve_prefix_hit_rate 0", "kvserve_prefix_cached_tokens",
-		"kvserve_prefix_evictions_total 0",
-		"kvserve_generation_tokens_total", "kvserve_prompt_tokens_total", "kvserve_time_to_first_token_seconds_bucket",
-		"kvserve_inter_token_latency_seconds_count", `kvserve_http_requests_total{code="200",path="/v1/completions"} 1`,
+	for _, want := range []string{
+		`kvserve_queue_requests{model_name="tinychat"} 0`, `kvserve_running_sequences{model_name="tinychat"} 0`,
+		`kvserve_prefix_evictions_total{model_name="tinychat"} 0`,
+		`kvserve_http_requests_total{model_name="tinychat",path="/v1/completions",code="200"} 1`,
+		`kvserve_request_prompt_tokens_count{model_name="tinychat"} 1`,
+		`kvserve_e2e_request_latency_seconds_count{model_name="tinychat"} 1`,
 	} {
-		if !strings.Contains(body, name) {
-			t.Errorf("/metrics lacks %q", name)
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// Every family the README documents is there, on series labelled with
+	// the model's name.
+	for _, name := range documentedMetrics {
+		if !regexp.MustCompile(`(?m)^` + name + `(_bucket|_count)?\{model_name="tinychat"`).MatchString(body) {
+			t.Errorf("/metrics has no series of %s with model_name", name)
+		}
+	}
+}
+
+// documentedMetrics are the families the README's metrics table lists.
+var documentedMetrics = []string{
+	"kvserve_queue_requests", "kvserve_running_sequences", "kvserve_kv_used_bytes", "kvserve_kv_free_bytes",
+	"kvserve_kv_capacity_bytes", "kvserve_kv_usage_ratio", "kvserve_kv_blocks_used", "kvserve_kv_blocks_free",
+	"kvserve_prefix_cached_tokens", "kvserve_prefix_evictions_total", "kvserve_prompt_tokens_total",
+	"kvserve_prompt_cached_tokens_total", "kvserve_prefill_tokens_total", "kvserve_generation_tokens_total",
+	"kvserve_time_to_first_token_seconds", "kvserve_inter_token_latency_seconds", "kvserve_queue_wait_seconds",
+	"kvserve_step_seconds", "kvserve_e2e_request_latency_seconds", "kvserve_request_prefill_time_seconds",
+	"kvserve_request_decode_time_seconds", "kvserve_request_prompt_tokens", "kvserve_request_generation_tokens",
+	"kvserve_finished_sequences_total", "kvserve_http_requests_total",
 }

@@ -34,6 +34,8 @@ type serveOptions struct {
 	kvFormat          kvcache.Format
 	shutdown          time.Duration
 	logJSON           bool
+	logLevel          slog.Level
+	statsEvery        time.Duration
 	prefixCache       bool
 	press             string
 	pressRatio        float64
@@ -65,7 +67,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long running requests may finish after SIGINT or SIGTERM")
 	fs.IntVar(&o.threads, "threads", 0, "worker threads (0: one per CPU)")
-	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
+	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text (durations in seconds)")
+	logLevel := fs.String("log-level", "info", "least severe log level written: debug, info, warn or error (4xx answers log at warn, 5xx at error)")
+	fs.DurationVar(&o.statsEvery, "stats-interval", 10*time.Second, "how often a busy server logs a stats line (running, waiting, tokens/s, KV use, prefix hits); 0 turns it off")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
@@ -78,6 +82,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if o.kvFormat, err = kvcache.ParseFormat(*kvFormat); err != nil {
 		return usageError{"--kv-format: " + err.Error()}
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError{fmt.Sprintf("--log-level %q: use debug, info, warn or error", *logLevel)}
 	}
 	switch {
 	case o.port < 0 || o.port > 65535:
@@ -96,9 +103,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var h slog.Handler = slog.NewTextHandler(stderr, nil)
+	hopts := &slog.HandlerOptions{Level: o.logLevel}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
 	if o.logJSON {
-		h = slog.NewJSONHandler(stderr, nil)
+		h = slog.NewJSONHandler(stderr, hopts)
 	}
 	return serve(ctx, o, slog.New(h), nil)
 }
@@ -134,6 +142,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	addr := ln.Addr().String()
 	log.Info("serving", "url", "http://"+addr, "model", b.Name, "context", b.ContextLength(),
 		"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads())
+	statsCtx, stopStats := context.WithCancel(ctx)
+	defer stopStats()
+	go api.LogStats(statsCtx, o.statsEvery)
 	if ready != nil {
 		ready(addr)
 	}
