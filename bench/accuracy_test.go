@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/internal/chart"
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/press"
 )
@@ -199,4 +201,20 @@ func tinychatOn(t *testing.T, task string, per int) ([]Record, *engine.Bundle) {
 	}
 	t.Cleanup(func() { b.Close() })
 	return Filter(recs, []string{task}, []int{1000}, per), b
+}
+
+func TestParetoFrontAndFamily(t *testing.T) {
+	front := ParetoFront([]chart.Point{{X: 0.5, Y: 0.8}, {X: 0.27, Y: 0.5}, {X: 0.52, Y: 0.7}, {X: 0.14, Y: 0.6}, {X: 0.9, Y: 0.8}})
+	want := []chart.Point{{X: 0.14, Y: 0.6}, {X: 0.5, Y: 0.8}}
+	if !reflect.DeepEqual(front, want) {
+		t.Errorf("front %v, want %v", front, want)
+	}
+	for press, fam := range map[string]string{
+		"keydiff": "keydiff", "adakv_keydiff_sinks+kivi4r32": "adakv_keydiff_sinks+quant", "kivi4": "quant only",
+		"gear3r32": "quant only", "none": "none", "threshold_snapkv": "threshold_snapkv",
+	} {
+		if got := Family(press); got != fam {
+			t.Errorf("Family(%q) = %q, want %q", press, got, fam)
+		}
+	}
 }

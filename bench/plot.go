@@ -2,74 +2,131 @@ package bench
 
 import (
 	"fmt"
-	"image/color"
 	"sort"
+	"strings"
 
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
+	"github.com/kvserve/kvserve/internal/chart"
 )
 
+// maxPlotFamilies is how many method families a plot shows; more lines
+// than this cannot be told apart, and the summary table lists them all.
+const maxPlotFamilies = 12
+
 // PlotAccuracy draws accuracy (correct / total) against KV bytes held
-// relative to a full bf16 cache, one line per press across its ratios, the
-// full cache as a point, and writes a PNG.
+// relative to a full bf16 cache and writes a PNG. Presses are grouped
+// into families (Family) and each family is drawn as its Pareto frontier
+// — the runs that no other run of the family beats with fewer bytes — so
+// a sweep of fifty presses at four ratios reads as a few lines. When
+// there are more than maxPlotFamilies families, the ones with the largest
+// area under their frontier are drawn and the title says how many.
 func PlotAccuracy(rep *Report, title, path string) error {
-	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = "KV bytes at end of prefill / full bf16 cache"
-	p.Y.Label.Text = "accuracy (exact match)"
-	p.Legend.Top = false
-	p.Legend.Left = false
-	byPress := map[string][]*Run{}
-	var names []string
+	byFamily := map[string][]chart.Point{}
 	for _, r := range rep.Runs {
 		if r.Total == 0 || r.FullKVBytes == 0 {
 			continue
 		}
-		if _, ok := byPress[r.Press]; !ok {
-			names = append(names, r.Press)
-		}
-		byPress[r.Press] = append(byPress[r.Press], r)
+		f := Family(r.Press)
+		byFamily[f] = append(byFamily[f], chart.Point{X: float64(r.KVBytes) / float64(r.FullKVBytes), Y: float64(r.Correct) / float64(r.Total)})
 	}
-	if len(names) == 0 {
+	if len(byFamily) == 0 {
 		return fmt.Errorf("plot: no runs with measured bytes")
 	}
-	sort.Strings(names)
-	for i, name := range names {
-		runs := byPress[name]
-		sort.Slice(runs, func(a, b int) bool { return runs[a].KVBytes < runs[b].KVBytes })
-		pts := make(plotter.XYs, len(runs))
-		for j, r := range runs {
-			pts[j].X = float64(r.KVBytes) / float64(r.FullKVBytes)
-			pts[j].Y = float64(r.Correct) / float64(r.Total)
-		}
-		line, points, err := plotter.NewLinePoints(pts)
-		if err != nil {
-			return err
-		}
-		c := palette(i)
-		line.Color, points.Color = c, c
-		points.Shape = shapes[i%len(shapes)]
-		if name == "none" {
-			points.Radius = vg.Points(5)
-		}
-		p.Add(line, points)
-		p.Legend.Add(name, line, points)
+	type fam struct {
+		name  string
+		front []chart.Point
+		area  float64
 	}
-	p.X.Min, p.X.Max = 0, max(1.1, p.X.Max*1.05)
-	p.Y.Min, p.Y.Max = 0, max(p.Y.Max*1.1, 0.1)
-	p.Add(plotter.NewGrid())
-	// The legend lists every press: a sweep's fifty need a taller canvas.
-	height := max(6*vg.Inch, vg.Length(len(names)+3)*p.Legend.TextStyle.Height("M")*1.25)
-	return p.Save(9*vg.Inch, height, path)
+	var fams []fam
+	var full []chart.Point
+	for name, pts := range byFamily {
+		if name == "none" {
+			full = pts
+			continue
+		}
+		front := ParetoFront(pts)
+		fams = append(fams, fam{name, front, frontArea(front)})
+	}
+	sort.Slice(fams, func(i, j int) bool {
+		if fams[i].area != fams[j].area {
+			return fams[i].area > fams[j].area
+		}
+		return fams[i].name < fams[j].name
+	})
+	shown := fams
+	if len(shown) > maxPlotFamilies {
+		title = fmt.Sprintf("%s (best %d of %d families by area under the frontier)", title, maxPlotFamilies, len(fams))
+		shown = shown[:maxPlotFamilies]
+	}
+	c := &chart.Chart{Title: title, XLabel: "KV bytes at end of prefill / full bf16 cache (Pareto frontier per family)",
+		YLabel: "accuracy (exact match)", Width: 1100, Height: 700}
+	if full != nil {
+		c.Series = append(c.Series, chart.Series{Name: "none (full cache)", Points: full, NoLine: true, Big: true})
+	}
+	for _, f := range shown {
+		c.Series = append(c.Series, chart.Series{Name: f.name, Points: f.front})
+	}
+	return c.WriteFile(path)
 }
 
-var shapes = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}}
+// Family names the group a press belongs to in plots and summaries: the
+// eviction method, with "+quant" when a storage stage follows it, or
+// "quant only" for a storage stage alone (kivi4, gear3r32, …).
+func Family(press string) string {
+	evict, stage, composed := strings.Cut(press, "+")
+	if !composed && isStorageStage(evict) {
+		return "quant only"
+	}
+	if composed && stage != "" {
+		return evict + "+quant"
+	}
+	return evict
+}
 
-// palette returns a distinguishable colour for series i.
-func palette(i int) color.Color {
-	cs := []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255},
-		{140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}, {23, 190, 207, 255}, {0, 0, 0, 255}}
-	return cs[i%len(cs)]
+// isStorageStage reports whether name is a storage stage alone.
+func isStorageStage(name string) bool {
+	for _, p := range []string{"kivi", "gear", "mikv", "zipcache", "think"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParetoFront returns the points that no other point dominates (as few
+// or fewer bytes with at least the accuracy, one of them strictly better),
+// by increasing bytes.
+func ParetoFront(pts []chart.Point) []chart.Point {
+	s := append([]chart.Point(nil), pts...)
+	sort.Slice(s, func(i, j int) bool {
+		if s[i].X != s[j].X {
+			return s[i].X < s[j].X
+		}
+		return s[i].Y > s[j].Y
+	})
+	var front []chart.Point
+	best := -1.0
+	for _, p := range s {
+		if p.Y > best {
+			front = append(front, p)
+			best = p.Y
+		}
+	}
+	return front
+}
+
+// frontArea is the area under a frontier's step function over [0, 1] of
+// bytes: accuracy reached at each byte budget, integrated.
+func frontArea(front []chart.Point) float64 {
+	area := 0.0
+	for i, p := range front {
+		if p.X >= 1 {
+			break
+		}
+		next := 1.0
+		if i+1 < len(front) {
+			next = min(front[i+1].X, 1)
+		}
+		area += p.Y * (next - p.X)
+	}
+	return area
 }
