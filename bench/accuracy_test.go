@@ -218,3 +218,23 @@ func TestParetoFrontAndFamily(t *testing.T) {
 		}
 	}
 }
+
+func TestSummary(t *testing.T) {
+	runs := []*Run{
+		{Press: "none", KVBytes: 100, FullKVBytes: 100, Correct: 10, Total: 20, Seconds: 2},
+		{Press: "keydiff", KVBytes: 52, FullKVBytes: 100, Correct: 8, Total: 20, Seconds: 1},
+		{Press: "keydiff", KVBytes: 24, FullKVBytes: 100, Correct: 5, Total: 20, Seconds: 1},
+		{Press: "keydiff+kivi4", KVBytes: 12, FullKVBytes: 100, Correct: 6, Total: 20, Seconds: 3},
+	}
+	var b strings.Builder
+	Summary(&b, runs)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := []string{
+		"full cache: 10/20 correct (50.0 %), 2.0 s",
+		"keydiff+quant                         -    60%    60%    60%    60%     1      3.0",
+		"keydiff                               -      -    50%    80%    80%     2      2.0", // 0.52 is within 1/2 + 5 %
+	}
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], want[0]) || lines[2] != want[1] || lines[3] != want[2] {
+		t.Errorf("summary:\n%s", b.String())
+	}
+}

@@ -23,14 +23,16 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"serve":    benchServe,
 		"compare":  benchCompare,
 		"plot":     benchPlot,
+		"summary":  benchSummary,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare) [flags]\n\n"+
+		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare | plot | summary) [flags]\n\n"+
 			"  accuracy  long-context task accuracy (greedy, exact match) on a JSONL task set\n"+
 			"  perf      prefill and decode speed, TTFT, memory\n"+
 			"  serve     load a running server: multi-turn shared-context chats, TTFT, ITL, throughput\n"+
 			"  compare   compare an accuracy result with a baseline table and reference answers\n"+
-			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)")
+			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)\n"+
+			"  summary   one line per method family: best accuracy within each byte budget")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
 		}
@@ -38,7 +40,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, ok := subs[args[0]]
 	if !ok {
-		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve, compare or plot)", args[0])}
+		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve, compare, plot or summary)", args[0])}
 	}
 	return sub(args[1:], stdout, stderr)
 }
@@ -123,9 +125,29 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep := bench.Report{Model: b.Name, Data: *data, Runs: runs}
+	// A few runs print their tables; a sweep prints one summary and keeps
+	// the tables for a file beside --out.
+	tables := stdout
+	var tablesFile *os.File
+	if len(runs) > maxTablesShown {
+		tables = io.Discard
+		if *out != "" {
+			if tablesFile, err = os.Create(strings.TrimSuffix(*out, filepath.Ext(*out)) + ".txt"); err != nil {
+				return err
+			}
+			defer tablesFile.Close()
+			tables = tablesFile
+		}
+	}
 	for _, run := range runs {
-		run.Table(stdout)
-		fmt.Fprintln(stdout)
+		run.Table(tables)
+		fmt.Fprintln(tables)
+	}
+	if len(runs) > maxTablesShown {
+		bench.Summary(stdout, runs)
+		if tablesFile != nil {
+			fmt.Fprintf(stderr, "wrote %s (the %d per-run tables)\n", tablesFile.Name(), len(runs))
+		}
 	}
 	if *out != "" {
 		buf, err := json.MarshalIndent(rep, "", " ")
@@ -146,6 +168,10 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// maxTablesShown is how many runs' tables bench accuracy prints; with
+// more it prints the summary (bench.Summary) instead.
+const maxTablesShown = 4
 
 func benchPerf(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench perf", "[--model DIR] [--prompt-tokens 512,2048] [--gen-tokens 128] [--threads N] [--json]",
@@ -217,9 +243,11 @@ func benchCompare(args []string, stdout, stderr io.Writer) error {
 
 func benchPlot(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench plot", "--result FILE.json --out FILE.png [--title T]",
-		"Draws accuracy against KV bytes held (relative to a full bf16 cache), one\n"+
-			"line per compression method across its ratios, from the output of\n"+
-			"'kvserve bench accuracy --out'.", stderr)
+		"Draws accuracy against KV bytes held (relative to a full bf16 cache) from\n"+
+			"the output of 'kvserve bench accuracy --out': the Pareto frontier of each\n"+
+			"method family (a press and its compositions with a storage stage), the\n"+
+			"best twelve families by area under their frontier, the full cache as a\n"+
+			"point.", stderr)
 	result := fs.String("result", "", "accuracy result written by --out")
 	out := fs.String("out", "", "PNG file to write")
 	title := fs.String("title", "", "plot title (default: the result's model and data)")
@@ -240,5 +268,26 @@ func benchPlot(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)
+	return nil
+}
+
+func benchSummary(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench summary", "--result FILE.json",
+		"Prints one line per method family of an accuracy result: the best share\n"+
+			"of the full cache's accuracy that any of its runs reaches within 1/16,\n"+
+			"1/8, 1/4, 1/2 and all of a full bf16 cache's bytes (5 % slack), and the\n"+
+			"time its runs took. It is what 'bench accuracy --sweep' prints.", stderr)
+	result := fs.String("result", "", "accuracy result written by --out")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *result == "" {
+		return usageError{"--result is required"}
+	}
+	rep, err := bench.ReadReport(*result)
+	if err != nil {
+		return err
+	}
+	bench.Summary(stdout, rep.Runs)
 	return nil
 }
