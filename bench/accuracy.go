@@ -63,14 +63,14 @@ type Run struct {
 	// KVFormat is how the cache stored keys and values.
 	KVFormat string `json:"kv_format"`
 	// CompressSeconds is the total time spent compressing.
-	CompressSeconds float64        `json:"compress_seconds"`
-	Correct         int            `json:"correct"`
-	Total           int            `json:"total"`
-	Skipped         int            `json:"skipped"`
+	CompressSeconds float64 `json:"compress_seconds"`
+	Correct         int     `json:"correct"`
+	Total           int     `json:"total"`
+	Skipped         int     `json:"skipped"`
 	// Seconds is the time this run took on its own: its compressions and
 	// its answers (the context prefill that all runs share is not counted).
-	Seconds float64 `json:"seconds"`
-	Records         []RecordResult `json:"records"`
+	Seconds float64        `json:"seconds"`
+	Records []RecordResult `json:"records"`
 }
 
 // Report is what `kvserve bench accuracy --out` writes.

@@ -35,10 +35,10 @@ type Series struct {
 // Chart is a whole figure. Zero limits are taken from the data (with 0
 // included on both axes, so ratios read truthfully).
 type Chart struct {
-	Title, XLabel, YLabel string
-	Series                []Series
+	Title, XLabel, YLabel  string
+	Series                 []Series
 	XMin, XMax, YMin, YMax float64
-	Width, Height         int // pixels; 0: 1000 × 640
+	Width, Height          int // pixels; 0: 1000 × 640
 }
 
 // palette holds ten colours that differ in hue and lightness; with seven
