@@ -238,3 +238,38 @@ func TestSummary(t *testing.T) {
 		t.Errorf("summary:\n%s", b.String())
 	}
 }
+
+// TestCompareUnevenRecordSets: a result of one record per cell against a
+// 16-record baseline is compared in accuracy points, with a warning, not
+// as a difference of counts.
+func TestCompareUnevenRecordSets(t *testing.T) {
+	base := &Baseline{Cells: []BaselineCell{{Task: "niah_single", TargetTokens: 1000, Turn: 0, Correct: 12, N: 16}}}
+	tests := []struct {
+		name    string
+		records []RecordResult
+		want    []string
+	}{
+		{"one of sixteen", []RecordResult{{Task: "niah_single", TargetTokens: 1000, Turn: 1, Correct: true}},
+			[]string{"warning: in 1 of 1 cells", "+25", "largest |Δ| in a cell: 25 accuracy points"}},
+		{"same set", repeatRecords(16, 12), []string{"largest |Δ| in a cell: 0\n"}},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		WriteComparison(&b, &Report{Runs: []*Run{{Press: "none", Records: tt.records}}}, base, nil, false)
+		for _, w := range tt.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", tt.name, w, b.String())
+			}
+		}
+	}
+}
+
+// repeatRecords returns n first-turn niah_single-1000 records, the first
+// correct ones right.
+func repeatRecords(n, correct int) []RecordResult {
+	out := make([]RecordResult, n)
+	for i := range out {
+		out[i] = RecordResult{Task: "niah_single", TargetTokens: 1000, Turn: 1, Correct: i < correct}
+	}
+	return out
+}
