@@ -109,6 +109,9 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	}
 	var r *inspectReport
 	if st.IsDir() {
+		if !looksLikeModelFolder(path) {
+			return fmt.Errorf("%s is not a model folder: it has neither config.json nor *.safetensors (give a Hugging Face model folder or a .gguf file)", path)
+		}
 		r, err = inspectFolder(path)
 	} else {
 		r, err = inspectGGUF(path)
@@ -447,4 +450,14 @@ func digitRun(s string) int {
 		i++
 	}
 	return i
+}
+
+// looksLikeModelFolder reports whether dir holds a config.json or any
+// safetensors file, the marks of a Hugging Face model folder.
+func looksLikeModelFolder(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return true
+	}
+	m, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	return len(m) > 0
 }

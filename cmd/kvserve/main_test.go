@@ -150,6 +150,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown press", []string{"run", "--prompt", "a b c", "--press", "nosuch"}, 2, `unknown press "nosuch"`},
 		{"press ratio out of range", []string{"run", "--prompt", "a b c", "--press", "keydiff", "--press-ratio", "1"}, 2, "outside [0, 1)"},
 		{"too long to press", []string{"run", "--prompt", long, "--press", "keydiff"}, 1, "the model's context is 4096"},
+		{"inspect a non-model folder", []string{"inspect", t.TempDir()}, 1, "is not a model folder: it has neither config.json nor *.safetensors"},
+		{"bench serve, no server", []string{"bench", "serve", "--data", "../../bench/testdata/dev.jsonl", "--url", "http://127.0.0.1:1", "--conversations", "1"}, 1, "cannot reach a server at http://127.0.0.1:1"},
+		{"log level", []string{"serve", "--log-level", "loud"}, 2, `--log-level "loud"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,4 +196,26 @@ func abs(x float32) float32 {
 		return -x
 	}
 	return x
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"version"}, []string{"kvserve ", "commit ", "go1.", "kernels "}},
+		{[]string{"--version"}, []string{"kvserve ", "kernels "}},
+		{[]string{"--help"}, []string{"version", "profile-heads", "Benchmarks", "accuracy", "perf", "serve", "compare", "plot", "summary", "tinychat"}},
+	}
+	for _, tt := range tests {
+		code, out, errOut := kvserve(t, tt.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d, %s", tt.args, code, errOut)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output lacks %q:\n%s", tt.args, w, out)
+			}
+		}
+	}
 }

@@ -279,6 +279,9 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 		}
 		conversations = append(conversations, c)
 	}
+	if err := probeServer(*url); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	rep, err := bench.RunLoad(ctx, bench.LoadOptions{
@@ -291,10 +294,25 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(rep)
 	}
-	fmt.Fprintf(stdout, "%s: %d conversations, concurrency %d, max_tokens %d, cancel rate %g\n", *url, len(conversations), *concurrency, *maxTokens, *cancelRate)
-	rep.Table(stdout)
 	if rep.Total.Completed == 0 {
+		if err != nil {
+			return fmt.Errorf("no request completed: %w", err)
+		}
 		return errors.New("no request completed")
 	}
+	fmt.Fprintf(stdout, "%s: %d conversations, concurrency %d, max_tokens %d, cancel rate %g\n", *url, len(conversations), *concurrency, *maxTokens, *cancelRate)
+	rep.Table(stdout)
 	return err
+}
+
+// probeServer checks that an OpenAI-compatible server answers at url
+// before a load is sent to it.
+func probeServer(url string) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(strings.TrimRight(url, "/") + "/v1/models")
+	if err != nil {
+		return fmt.Errorf("cannot reach a server at %s (%v): start one (kvserve serve) or point --url at it", url, err)
+	}
+	resp.Body.Close()
+	return nil
 }
