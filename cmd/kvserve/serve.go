@@ -158,9 +158,14 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
-		log.Warn("requests still running at the shutdown timeout; ending them", "err", err)
-		sched.Close() // ends them with an error, so their handlers return
-		hs.Close()
+		log.Warn("requests still running at the shutdown timeout; ending them with 503", "err", err)
+		sched.Close() // ends them with an error: their handlers answer 503
+		// Let those answers reach their clients before the connections close.
+		lctx, lcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if hs.Shutdown(lctx) != nil {
+			hs.Close()
+		}
+		lcancel()
 	}
 	<-served
 	sched.Close()

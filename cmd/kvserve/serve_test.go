@@ -77,3 +77,49 @@ func TestServe(t *testing.T) {
 		t.Errorf("bench serve --help: exit %d", code)
 	}
 }
+
+// TestShutdownTimeoutAnswers: a non-streamed request still running when
+// the shutdown timeout ends gets a 503 in OpenAI's shape, not an empty
+// reply.
+func TestShutdownTimeoutAnswers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	o := serveOptions{host: "127.0.0.1", maxBatch: 2, queue: 4, kvMemory: 64 << 20, kvFormat: kvcache.F32, shutdown: 300 * time.Millisecond}
+	go func() {
+		done <- serve(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addr <- a })
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		// Long enough to outlast the timeout: 4 000 tokens take seconds.
+		resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"package main","max_tokens":4000,"ignore_eos":true}`))
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{code: resp.StatusCode, body: string(body)}
+	}()
+	time.Sleep(300 * time.Millisecond) // the request is decoding
+	cancel()
+	r := <-got
+	if r.err != nil || r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, `"error"`) {
+		t.Errorf("cut request: %d %q %v; want 503 with an error body", r.code, r.body, r.err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("serve returned %v", err)
+	}
+}
