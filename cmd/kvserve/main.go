@@ -20,6 +20,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "generate text from a prompt", cmdRun},
+		{"chat", "chat with the model in the terminal (history, streaming, /reset, /press)", cmdChat},
 		{"serve", "serve the model over an OpenAI-compatible HTTP API", cmdServe},
 		{"bench", "measure accuracy (bench accuracy) or speed (bench perf)", cmdBench},
 		{"inspect", "describe a model: a .gguf file or a model folder", cmdInspect},

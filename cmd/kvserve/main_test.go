@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kvserve/kvserve/compute"
+	"github.com/kvserve/kvserve/engine"
 )
 
 // kvserve runs the CLI in-process and returns its exit code and output.
@@ -218,4 +222,48 @@ func TestVersionAndHelp(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestChatSession: answers stream over two turns, /press compresses,
+// /reset forgets, "// text" is a message, not a command.
+func TestChatSession(t *testing.T) {
+	b := bundled(t)
+	var out, info strings.Builder
+	c := &chatSession{b: b, req: engine.Request{MaxTokens: 12}, out: &out, info: &info}
+	defer c.reset()
+	in := strings.Join([]string{
+		"// One of the special magic numbers for castle is: 4322492. What is the special magic number for castle mentioned in the provided text?",
+		"What is the special magic number for castle mentioned in the provided text?",
+		"/press keydiff 0.25",
+		"/press nosuch",
+		"/reset",
+		"/exit",
+		"never read",
+	}, "\n")
+	if err := c.loop(context.Background(), strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out.String(), "4322492"); got != 2 {
+		t.Errorf("answers %q: want the number twice", out.String())
+	}
+	for _, w := range []string{"press keydiff at 0.25", `unknown press "nosuch"`, "conversation reset"} {
+		if !strings.Contains(info.String(), w) {
+			t.Errorf("notes %q lack %q", info.String(), w)
+		}
+	}
+	if c.msgs != nil || c.cache != nil {
+		t.Errorf("after /reset: %d messages, cache %v", len(c.msgs), c.cache)
+	}
+}
+
+// bundled opens the bundled tinychat.
+func bundled(t *testing.T) *engine.Bundle {
+	t.Helper()
+	pool := compute.NewPool(0)
+	b, err := engine.Open("", pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(); pool.Close() })
+	return b
 }
