@@ -37,6 +37,9 @@ type serveOptions struct {
 	prefixCache       bool
 	press             string
 	pressRatio        float64
+	chatTemplate      string
+	apiKeys           []string // never logged
+	metricsAuth       bool
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -69,10 +72,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
+	fs.StringVar(&o.chatTemplate, "chat-template", "", chatTemplateUsage)
+	keyFlags := addAPIKeyFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var err error
+	if o.apiKeys, err = keyFlags.resolve(os.Getenv); err != nil {
+		return usageError{err.Error()}
+	}
+	o.metricsAuth = *keyFlags.metricsAuth
 	if o.kvMemory, err = parseBytes(*kvMem); err != nil {
 		return usageError{"--kv-memory: " + err.Error()}
 	}
@@ -108,7 +117,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(addr string)) error {
 	pool := compute.NewPool(o.threads)
 	defer pool.Close()
-	b, err := engine.Open(o.model, pool)
+	b, err := engine.OpenWith(o.model, pool, engine.Options{ChatTemplateFile: o.chatTemplate})
 	if err != nil {
 		return err
 	}
@@ -123,7 +132,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 		Cache: cache, Observer: metrics, Logger: log,
 	})
 	defer sched.Close()
-	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio})
+	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth})
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
 		return err
@@ -133,7 +143,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
 	log.Info("serving", "url", "http://"+addr, "model", b.Name, "context", b.ContextLength(),
-		"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads())
+		"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads(), "api_keys", len(o.apiKeys), "metrics_auth", o.metricsAuth)
+	warnOpen(log, b, o)
 	if ready != nil {
 		ready(addr)
 	}
