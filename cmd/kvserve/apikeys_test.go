@@ -87,6 +87,7 @@ func TestAPIKeyFlags(t *testing.T) {
 // the log never holds the key.
 func TestServeAPIKey(t *testing.T) {
 	const key = "sk-serve-test-31d9"
+	t.Setenv(apiKeyEnv, "") // bench serve below must not find one
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
@@ -130,6 +131,15 @@ func TestServeAPIKey(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s %s with %q: %d, want %d: %s", method, tc.path, tc.auth, resp.StatusCode, tc.want, data)
 		}
+	}
+	// bench serve speaks to it with the key, and gets nowhere without.
+	load := []string{"bench", "serve", "--url", base, "--data", "../../bench/testdata/dev.jsonl", "--conversations", "1", "--turns", "1",
+		"--context-tokens", "48", "--max-tokens", "2", "--concurrency", "1"}
+	if code, out, errOut := kvserve(t, append(load, "--api-key", key)...); code != 0 {
+		t.Errorf("bench serve with the key: exit %d: %s%s", code, out, errOut)
+	}
+	if code, _, _ := kvserve(t, load...); code != 1 {
+		t.Errorf("bench serve without the key: exit %d, want 1", code)
 	}
 	cancel()
 	if err := <-done; err != nil {

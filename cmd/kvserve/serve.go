@@ -52,7 +52,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			"requests the server answers 429. Finished sequences stay cached in a radix\n"+
 			"tree (--prefix-cache) so that a prompt starting the same way — the next\n"+
 			"turn of a conversation — reuses their KV; tenants (the cache_salt field or\n"+
-			"the API key) never share it. --press compresses each prompt's KV once it\n"+
+			"the API key) never share it. With --api-key (or --api-key-file, or\n"+
+			"$KVSERVE_API_KEY) every route but /health (and /metrics, unless\n"+
+			"--metrics-auth) needs \"Authorization: Bearer KEY\"; others get 401.\n"+
+			"A base model (no chat template) serves /v1/completions; chat needs\n"+
+			"--chat-template FILE. --press compresses each prompt's KV once it\n"+
 			"is computed (requests choose their own with the kv_press and\n"+
 			"kv_press_ratio fields). SIGINT or SIGTERM stops it gracefully:\n"+
 			"running requests get --shutdown-timeout to finish.", stderr)
@@ -230,8 +234,12 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	cancelRate := fs.Float64("cancel-rate", 0, "share of answers abandoned midway, 0…1")
 	seed := fs.Uint64("seed", 1, "seed of the cancellations")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	apiKey := fs.String("api-key", "", "API key sent as \"Authorization: Bearer KEY\" (default: $"+apiKeyEnv+")")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *apiKey == "" {
+		*apiKey = strings.TrimSpace(os.Getenv(apiKeyEnv))
 	}
 	switch {
 	case *data == "":
@@ -283,7 +291,7 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	rep, err := bench.RunLoad(ctx, bench.LoadOptions{
 		URL: *url, Model: *modelName, Conversations: conversations, Concurrency: *concurrency,
-		MaxTokens: *maxTokens, IgnoreEOS: *ignoreEOS, CancelRate: *cancelRate, Seed: *seed,
+		MaxTokens: *maxTokens, IgnoreEOS: *ignoreEOS, CancelRate: *cancelRate, Seed: *seed, APIKey: *apiKey,
 	})
 	if rep == nil {
 		return err
