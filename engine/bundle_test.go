@@ -141,3 +141,29 @@ func TestWeightsOnlyBundle(t *testing.T) {
 		t.Errorf("NeedTokenizer: %v", err)
 	}
 }
+
+// TestChatTemplateOverride replaces a model's own template, in a folder
+// and in a GGUF file.
+func TestChatTemplateOverride(t *testing.T) {
+	pool := compute.NewPool(0)
+	defer pool.Close()
+	file := filepath.Join(t.TempDir(), "plain.jinja")
+	if err := os.WriteFile(file, []byte("{% for m in messages %}<<{{ m.role }}: {{ m.content }}>>{% endfor %}{% if add_generation_prompt %}<<assistant: {% endif %}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{tinyDir, "../../shared/models/gguf/tinychat-q8_0.gguf"} {
+		if _, err := os.Stat(path); err != nil {
+			t.Logf("skipping %s: %v", path, err)
+			continue
+		}
+		b, err := OpenWith(path, pool, Options{ChatTemplateFile: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.ChatPrompt([]chat.Message{{Role: "user", Content: "hi"}})
+		b.Close()
+		if want := "<<user: hi>><<assistant: "; err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", path, got, err, want)
+		}
+	}
+}

@@ -195,3 +195,24 @@ func TestKeyring(t *testing.T) {
 		}
 	}
 }
+
+// FuzzBearerToken checks that any header parses without panicking, that a
+// token found is trimmed and non-empty, and that a token sent back in a
+// Bearer header comes out the same.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  x ", "Basic y", "", "Bearer", "Bearer \x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		token, ok := bearerToken(header)
+		if !ok {
+			return
+		}
+		if token == "" || token != strings.TrimSpace(token) {
+			t.Fatalf("bearerToken(%q) = %q", header, token)
+		}
+		if again, ok := bearerToken("Bearer " + token); !ok || again != token {
+			t.Fatalf("round trip of %q: %q, %v", token, again, ok)
+		}
+	})
+}
