@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -215,4 +216,23 @@ func FuzzBearerToken(f *testing.F) {
 			t.Fatalf("round trip of %q: %q, %v", token, again, ok)
 		}
 	})
+}
+
+// BenchmarkKeyringAccepts measures the key check of one request, against
+// one key and against 64.
+func BenchmarkKeyringAccepts(b *testing.B) {
+	for _, n := range []int{1, 64} {
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("sk-benchmark-key-%04d-0123456789abcdef", i)
+		}
+		k := newKeyring(keys)
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if !k.accepts(keys[n-1]) {
+					b.Fatal("key refused")
+				}
+			}
+		})
+	}
 }
