@@ -56,6 +56,8 @@ type LoadOptions struct {
 	CancelRate float64
 	// Seed makes the cancellations repeatable.
 	Seed uint64
+	// APIKey, if set, is sent as "Authorization: Bearer APIKey".
+	APIKey string
 	// Timeout bounds each request; 10 minutes if 0.
 	Timeout time.Duration
 	// Client sends the requests; http.DefaultClient if nil.
@@ -211,6 +213,9 @@ func (o *LoadOptions) request(ctx context.Context, msgs []Message, cancelAfter i
 		return outcome{status: "failed", err: err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if o.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	}
 	t0 := time.Now()
 	resp, err := o.Client.Do(req)
 	if err != nil {

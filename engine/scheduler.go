@@ -331,9 +331,14 @@ func (s *Scheduler) Config() SchedulerConfig { return s.cfg }
 
 // Submit queues a job and returns the stream of its output. It does not
 // wait: a full queue gives ErrQueueFull, a prompt the model cannot take a
-// *PromptError, a parameter out of range a *ParamError. When ctx ends the
-// request leaves the batch at the next step and its cache is released.
+// *PromptError, a parameter out of range a *ParamError, a model without a
+// tokenizer (events carry text) an error wrapping ErrNoTokenizer. When ctx
+// ends the request leaves the batch at the next step and its cache is
+// released.
 func (s *Scheduler) Submit(ctx context.Context, job Job) (*Stream, error) {
+	if err := s.b.NeedTokenizer("the scheduler's text events"); err != nil {
+		return nil, err
+	}
 	r, err := s.prepare(ctx, job)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,12 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("input", "invalid_value", "input is required"))
 		return
 	}
+	if len(in.Texts) > 0 {
+		if e := s.needTokenizer("/v1/embeddings with text input", "input"); e != nil {
+			writeError(w, e)
+			return
+		}
+	}
 	inputs := in.IDs
 	for _, t := range in.Texts {
 		inputs = append(inputs, s.b.Tokenizer.Encode(t))

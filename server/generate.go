@@ -66,7 +66,7 @@ func (s *Server) parseChat(req *chatRequest) (*generation, *apiError) {
 	}
 	text, err := s.b.ChatPrompt(msgs)
 	if err != nil {
-		return nil, invalid("messages", "invalid_value", "%v", err)
+		return nil, s.chatPromptError(err)
 	}
 	g := &generation{chat: true, prompt: s.b.Tokenizer.Encode(text), promptParam: "messages"}
 	maxTok := req.MaxTokens
@@ -107,6 +107,9 @@ func (s *Server) parseCompletion(req *completionRequest) (*generation, *apiError
 	}
 	if p.count() > 1 {
 		return nil, invalid("prompt", "unsupported_parameter", "%d prompts in one request; send one prompt per request", p.count())
+	}
+	if e := s.needTokenizer("/v1/completions", "prompt"); e != nil {
+		return nil, e
 	}
 	g := &generation{promptParam: "prompt"}
 	if len(p.Texts) == 1 {

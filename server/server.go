@@ -41,6 +41,12 @@ type Config struct {
 	// kv_press and kv_press_ratio fields.
 	Press      string
 	PressRatio float64
+	// APIKeys, when any, are the keys clients must send as
+	// "Authorization: Bearer KEY" on every path but /health (and
+	// /metrics, unless MetricsAuth); others get a 401.
+	APIKeys []string
+	// MetricsAuth puts /metrics behind the API keys too.
+	MetricsAuth bool
 }
 
 // Server serves the API for one model. It is an http.Handler.
@@ -53,6 +59,7 @@ type Server struct {
 	mux     *http.ServeMux
 	created int64
 	drain   atomic.Bool
+	keys    *keyring // nil: no API keys, open to all
 }
 
 // New returns a server that generates with sched over b.
@@ -69,7 +76,8 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
-	s := &Server{b: b, sched: sched, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, mux: http.NewServeMux(), created: time.Now().Unix()}
+	s := &Server{b: b, sched: sched, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, mux: http.NewServeMux(), created: time.Now().Unix(), keys: newKeyring(cfg.APIKeys)}
+	s.cfg.APIKeys = nil // kept as digests only
 	s.metrics.SetModel(cfg.ModelName)
 	s.metrics.watch(sched)
 	route := func(path, method string, h http.HandlerFunc) {
@@ -109,7 +117,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := requestID(r)
 	w.Header().Set(RequestIDHeader, id)
 	rec := &statusWriter{ResponseWriter: w}
-	s.mux.ServeHTTP(rec, r)
+	if e := s.authorize(r); e != nil {
+		writeUnauthorized(rec, r, e)
+	} else {
+		s.mux.ServeHTTP(rec, r)
+	}
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK

@@ -53,6 +53,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			"turn table; a progress bar goes to stderr. Prompts longer than the model's\n"+
 			"context are reported as skipped, never cut.", stderr)
 	mf := addModelFlags(fs)
+	mf.addChatTemplate(fs)
 	data := fs.String("data", "", "JSONL task set (e.g. ../shared/bench/dev.jsonl)")
 	tasks := fs.String("tasks", "", "comma-separated tasks to run (default: all)")
 	lengths := fs.String("lengths", "", "comma-separated target lengths, e.g. 1000,2000 (default: all)")

@@ -12,8 +12,26 @@ import (
 
 // modelFlags are the flags every command that runs a model shares.
 type modelFlags struct {
-	dir     *string
-	threads *int
+	dir          *string
+	threads      *int
+	chatTemplate *string // set by addChatTemplate, for commands that chat
+}
+
+// chatTemplateUsage is the help of --chat-template.
+const chatTemplateUsage = "Jinja chat template file replacing the model's own, or giving one to a base model that ships none (only chat needs a template)"
+
+// addChatTemplate adds --chat-template, for the commands that chat.
+func (m *modelFlags) addChatTemplate(fs *flag.FlagSet) {
+	m.chatTemplate = fs.String("chat-template", "", chatTemplateUsage)
+}
+
+// options returns what the flags ask of engine.OpenWith.
+func (m modelFlags) options() engine.Options {
+	var o engine.Options
+	if m.chatTemplate != nil {
+		o.ChatTemplateFile = *m.chatTemplate
+	}
+	return o
 }
 
 func addModelFlags(fs *flag.FlagSet) modelFlags {
@@ -26,7 +44,7 @@ func addModelFlags(fs *flag.FlagSet) modelFlags {
 // open starts a worker pool and loads the model; close releases both.
 func (m modelFlags) open() (b *engine.Bundle, pool *compute.Pool, closeAll func(), err error) {
 	pool = compute.NewPool(*m.threads)
-	b, err = engine.Open(*m.dir, pool)
+	b, err = engine.OpenWith(*m.dir, pool, m.options())
 	if err != nil {
 		pool.Close()
 		return nil, nil, nil, err

@@ -44,6 +44,9 @@ func cmdProfileHeads(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeAll()
+	if err := b.NeedTokenizer("the passkey prompts"); err != nil {
+		return err
+	}
 	m := b.Net
 	c := m.Config
 	if c.MaxPositions > 0 && *length > c.MaxPositions {

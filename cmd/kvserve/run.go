@@ -22,8 +22,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", "[--model DIR] (--prompt TEXT | --prompt-ids 1,2,3 | --chat TEXT) [flags]",
 		"Generates text and streams it to standard output. --prompt is raw text (special\n"+
 			"tokens written in it are recognised); --chat wraps TEXT in the model's chat\n"+
-			"template as one user turn; --prompt-ids gives token ids directly.", stderr)
+			"template as one user turn (a base model has none: give one with\n"+
+			"--chat-template FILE); --prompt-ids gives token ids directly, and is the\n"+
+			"way to run a folder of weights and config without tokenizer.json (with\n"+
+			"--json: ids in, ids out).", stderr)
 	mf := addModelFlags(fs)
+	mf.addChatTemplate(fs)
 	prompt := fs.String("prompt", "", "raw prompt text")
 	promptIDs := fs.String("prompt-ids", "", "comma-separated prompt token ids")
 	chatText := fs.String("chat", "", "one user message, rendered with the chat template")
@@ -77,10 +81,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	defer closeAll()
 
+	if err := needText(b, *prompt != "", *chatText != "", *asJSON); err != nil {
+		return err
+	}
 	var ids []int
 	switch {
 	case *promptIDs != "":
-		if ids, err = parseIDs(*promptIDs, b.Tokenizer.VocabSize()); err != nil {
+		if ids, err = parseIDs(*promptIDs, b.Net.Config.VocabSize); err != nil {
 			return usageError{err.Error()}
 		}
 	case *chatText != "":
@@ -96,8 +103,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	req := engine.Request{Prompt: ids, MaxTokens: *maxTokens, Sampling: sampling, IgnoreEOS: *ignoreEOS, KeepLogits: *withLogits}
 	var emit func(int) error
-	stream := tokenizer.NewStream(b.Tokenizer)
+	var stream *tokenizer.Stream
 	if !*asJSON {
+		stream = tokenizer.NewStream(b.Tokenizer)
 		emit = func(id int) error {
 			_, err := io.WriteString(stdout, stream.Push(id))
 			return err
@@ -122,19 +130,38 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintln(stdout, stream.Flush())
 		return err
 	}
+	var text *string // null without a tokenizer
+	if b.Tokenizer != nil {
+		t := b.Tokenizer.Decode(res.Output)
+		text = &t
+	}
 	out := struct {
 		PromptIDs  []int     `json:"prompt_ids"`
 		OutputIDs  []int     `json:"output_ids"`
-		Text       string    `json:"text"`
+		Text       *string   `json:"text"`
 		Finish     string    `json:"finish_reason"`
 		LastLogits []float32 `json:"last_logits,omitempty"`
 		KV         *kvBytes  `json:"kv,omitempty"`
-	}{ids, res.Output, b.Tokenizer.Decode(res.Output), string(res.Finish), res.LastLogits, kv}
+	}{ids, res.Output, text, string(res.Finish), res.LastLogits, kv}
 	if out.OutputIDs == nil {
 		out.OutputIDs = []int{}
 	}
 	enc := json.NewEncoder(stdout)
 	return enc.Encode(out)
+}
+
+// needText checks that a model without tokenizer.json is asked for ids
+// only: --prompt-ids in, --json out.
+func needText(b *engine.Bundle, prompt, chatText, asJSON bool) error {
+	switch {
+	case prompt:
+		return b.NeedTokenizer("--prompt")
+	case chatText:
+		return b.NeedTokenizer("--chat")
+	case !asJSON:
+		return b.NeedTokenizer("printing the generated text (run without --json)")
+	}
+	return nil
 }
 
 func parseIDs(s string, vocab int) ([]int, error) {

@@ -39,6 +39,9 @@ type serveOptions struct {
 	prefixCache       bool
 	press             string
 	pressRatio        float64
+	chatTemplate      string
+	apiKeys           []string // never logged
+	metricsAuth       bool
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -51,7 +54,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			"requests the server answers 429. Finished sequences stay cached in a radix\n"+
 			"tree (--prefix-cache) so that a prompt starting the same way — the next\n"+
 			"turn of a conversation — reuses their KV; tenants (the cache_salt field or\n"+
-			"the API key) never share it. --press compresses each prompt's KV once it\n"+
+			"the API key) never share it. With --api-key (or --api-key-file, or\n"+
+			"$KVSERVE_API_KEY) every route but /health (and /metrics, unless\n"+
+			"--metrics-auth) needs \"Authorization: Bearer KEY\"; others get 401.\n"+
+			"A base model (no chat template) serves /v1/completions; chat needs\n"+
+			"--chat-template FILE. --press compresses each prompt's KV once it\n"+
 			"is computed (requests choose their own with the kv_press and\n"+
 			"kv_press_ratio fields). SIGINT or SIGTERM stops it gracefully:\n"+
 			"running requests get --shutdown-timeout to finish.", stderr)
@@ -73,10 +80,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
+	fs.StringVar(&o.chatTemplate, "chat-template", "", chatTemplateUsage)
+	keyFlags := addAPIKeyFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var err error
+	if o.apiKeys, err = keyFlags.resolve(os.Getenv); err != nil {
+		return usageError{err.Error()}
+	}
+	o.metricsAuth = *keyFlags.metricsAuth
 	if o.kvMemory, err = parseBytes(*kvMem); err != nil {
 		return usageError{"--kv-memory: " + err.Error()}
 	}
@@ -116,7 +129,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(addr string)) error {
 	pool := compute.NewPool(o.threads)
 	defer pool.Close()
-	b, err := engine.Open(o.model, pool)
+	b, err := engine.OpenWith(o.model, pool, engine.Options{ChatTemplateFile: o.chatTemplate})
 	if err != nil {
 		return err
 	}
@@ -131,7 +144,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 		Cache: cache, Observer: metrics, Logger: log,
 	})
 	defer sched.Close()
-	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio})
+	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth})
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
 		return err
@@ -141,7 +155,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
 	log.Info("serving", "url", "http://"+addr, "model", b.Name, "context", b.ContextLength(),
-		"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads())
+		"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads(), "api_keys", len(o.apiKeys), "metrics_auth", o.metricsAuth)
+	warnOpen(log, b, o)
 	statsCtx, stopStats := context.WithCancel(ctx)
 	defer stopStats()
 	go api.LogStats(statsCtx, o.statsEvery)
@@ -235,8 +250,12 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	cancelRate := fs.Float64("cancel-rate", 0, "share of answers abandoned midway, 0…1")
 	seed := fs.Uint64("seed", 1, "seed of the cancellations")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	apiKey := fs.String("api-key", "", "API key sent as \"Authorization: Bearer KEY\" (default: $"+apiKeyEnv+")")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *apiKey == "" {
+		*apiKey = strings.TrimSpace(os.Getenv(apiKeyEnv))
 	}
 	switch {
 	case *data == "":
@@ -291,7 +310,7 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	rep, err := bench.RunLoad(ctx, bench.LoadOptions{
 		URL: *url, Model: *modelName, Conversations: conversations, Concurrency: *concurrency,
-		MaxTokens: *maxTokens, IgnoreEOS: *ignoreEOS, CancelRate: *cancelRate, Seed: *seed,
+		MaxTokens: *maxTokens, IgnoreEOS: *ignoreEOS, CancelRate: *cancelRate, Seed: *seed, APIKey: *apiKey,
 	})
 	if rep == nil {
 		return err

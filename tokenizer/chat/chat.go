@@ -95,10 +95,14 @@ func FromConfig(tokenizerConfigJSON []byte, templateFile []byte) (*Template, err
 	return Parse(src, specials)
 }
 
+// ErrNoTemplate is FromConfig's error for a folder that ships no chat
+// template: a base model, which runs on raw text but cannot chat.
+var ErrNoTemplate = errors.New("missing: the model has no chat template")
+
 // configTemplate picks the template source out of chat_template.
 func configTemplate(raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return "", errors.New("missing: the model has no chat template")
+		return "", ErrNoTemplate
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
