@@ -35,6 +35,10 @@ type Options struct {
 	// ChatTemplateFile names a Jinja chat template that replaces the
 	// model's own, or supplies one to a base model that ships none.
 	ChatTemplateFile string
+	// ContextLength, when positive, caps the context below the model's own
+	// (memory and the longest prompt accepted follow it); it cannot
+	// exceed the model's.
+	ContextLength int
 }
 
 // ErrNoChatTemplate is what ChatPrompt's error wraps when the model has no
@@ -57,6 +61,22 @@ func Open(path string, pool *compute.Pool) (*Bundle, error) {
 // save_pretrained of a model alone writes them: Tokenizer stays nil, and
 // the model runs on token ids).
 func OpenWith(path string, pool *compute.Pool, opt Options) (*Bundle, error) {
+	if opt.ContextLength < 0 {
+		return nil, fmt.Errorf("context length %d: want a positive number of tokens", opt.ContextLength)
+	}
+	b, err := openWith(path, pool, opt)
+	if err != nil || opt.ContextLength == 0 {
+		return b, err
+	}
+	if own := b.ContextLength(); opt.ContextLength > own {
+		b.Close()
+		return nil, fmt.Errorf("context length %d exceeds model %s's own %d tokens", opt.ContextLength, b.Name, own)
+	}
+	b.Net.Config.MaxPositions = opt.ContextLength
+	return b, nil
+}
+
+func openWith(path string, pool *compute.Pool, opt Options) (*Bundle, error) {
 	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
 		return openGGUF(path, pool, opt)
 	}

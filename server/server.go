@@ -104,6 +104,9 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 	return s
 }
 
+// ModelName is the name clients use for the served model.
+func (s *Server) ModelName() string { return s.cfg.ModelName }
+
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 

@@ -26,22 +26,24 @@ import (
 
 // serveOptions are the flags of kvserve serve.
 type serveOptions struct {
-	model, host, name string
-	port              int
-	maxBatch, queue   int
-	prefill, threads  int
-	kvMemory          int64
-	kvFormat          kvcache.Format
-	shutdown          time.Duration
-	logJSON           bool
-	logLevel          slog.Level
-	statsEvery        time.Duration
-	prefixCache       bool
-	press             string
-	pressRatio        float64
-	chatTemplate      string
-	apiKeys           []string // never logged
-	metricsAuth       bool
+	models           modelList
+	host, name       string
+	ctxSize          int
+	port             int
+	maxBatch, queue  int
+	prefill, threads int
+	kvMemory         int64
+	kvFormat         kvcache.Format
+	shutdown         time.Duration
+	logJSON          bool
+	logLevel         slog.Level
+	statsEvery       time.Duration
+	prefixCache      bool
+	press            string
+	pressRatio       float64
+	chatTemplate     string
+	apiKeys          []string // never logged
+	metricsAuth      bool
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -63,7 +65,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			"kv_press_ratio fields). SIGINT or SIGTERM stops it gracefully:\n"+
 			"running requests get --shutdown-timeout to finish.", stderr)
 	var o serveOptions
-	fs.StringVar(&o.model, "model", "", "Hugging Face model folder or .gguf file (default: the bundled tinychat)")
+	fs.Var(&o.models, "model", "Hugging Face model folder or .gguf file, or NAME=PATH to serve it as NAME; repeat to serve several models, routed by the request's model field (default: the bundled tinychat)")
+	fs.IntVar(&o.ctxSize, "ctx-size", 0, "cap every model's context at this many tokens (0: the model's own)")
 	fs.StringVar(&o.host, "host", "127.0.0.1", "address to listen on (0.0.0.0 for all interfaces)")
 	fs.IntVar(&o.port, "port", 8000, "port to listen on (0: any free port)")
 	fs.StringVar(&o.name, "served-model-name", "", "model id clients use (default: the model folder's name)")
@@ -108,6 +111,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return usageError{"--queue must be ≥ 1"}
 	case o.prefill < 0:
 		return usageError{"--prefill-chunk must be ≥ 0"}
+	case o.ctxSize < 0:
+		return usageError{"--ctx-size must be ≥ 0"}
+	case len(o.models) > 1 && o.name != "":
+		return usageError{"--served-model-name names one model; with several --model flags, name each as NAME=PATH"}
 	}
 	if o.press != "none" && o.press != "" {
 		if _, err := press.Parse(o.press, o.pressRatio); err != nil {
@@ -129,37 +136,57 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(addr string)) error {
 	pool := compute.NewPool(o.threads)
 	defer pool.Close()
-	b, err := engine.OpenWith(o.model, pool, engine.Options{ChatTemplateFile: o.chatTemplate})
-	if err != nil {
-		return err
+	specs := o.models
+	if len(specs) == 0 {
+		specs = []modelSpec{{}} // the bundled model
 	}
-	defer b.Close()
-	metrics := server.NewMetrics()
-	var cache engine.CacheAllocator = engine.NewPoolCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
-	if o.prefixCache {
-		cache = engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
+	if len(specs) == 1 && o.name != "" {
+		specs[0].name = o.name
 	}
-	sched := engine.NewScheduler(b, engine.SchedulerConfig{
-		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
-		Cache: cache, Observer: metrics, Logger: log,
-	})
-	defer sched.Close()
-	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
-		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth})
+	var models []*servedModel
+	defer func() {
+		for _, m := range models {
+			m.close()
+		}
+	}()
+	for _, spec := range specs {
+		// Each model gets an equal share of the KV memory budget.
+		m, err := openServed(spec, o, pool, log, o.kvMemory/int64(len(specs)))
+		if err != nil {
+			return err
+		}
+		models = append(models, m)
+	}
+	var handler http.Handler = models[0].api
+	drain := models[0].api.Drain
+	if len(models) > 1 {
+		apis := make([]*server.Server, len(models))
+		for i, m := range models {
+			apis[i] = m.api
+		}
+		rt, err := server.NewRouter(apis...)
+		if err != nil {
+			return err
+		}
+		handler, drain = rt, rt.Drain
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
-	log.Info("serving", "url", "http://"+addr, "model", b.Name, "context", b.ContextLength(),
-		"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory, "kv_format", o.kvFormat.String(), "prefix_cache", o.prefixCache, "threads", pool.Threads(), "api_keys", len(o.apiKeys), "metrics_auth", o.metricsAuth)
-	warnOpen(log, b, o)
 	statsCtx, stopStats := context.WithCancel(ctx)
 	defer stopStats()
-	go api.LogStats(statsCtx, o.statsEvery)
+	for _, m := range models {
+		log.Info("serving", "url", "http://"+addr, "model", m.name, "path", m.b.Name, "context", m.b.ContextLength(),
+			"max_batch", o.maxBatch, "queue", o.queue, "press", o.press, "kv_memory", o.kvMemory/int64(len(models)), "kv_format", o.kvFormat.String(),
+			"prefix_cache", o.prefixCache, "threads", pool.Threads(), "api_keys", len(o.apiKeys), "metrics_auth", o.metricsAuth)
+		warnOpen(log, m.b, o)
+		go m.api.LogStats(statsCtx, o.statsEvery)
+	}
 	if ready != nil {
 		ready(addr)
 	}
@@ -169,12 +196,14 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing running requests", "timeout", o.shutdown)
-	api.Drain()
+	drain()
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("requests still running at the shutdown timeout; ending them with 503", "err", err)
-		sched.Close() // ends them with an error: their handlers answer 503
+		for _, m := range models {
+			m.sched.Close() // ends them with an error: their handlers answer 503
+		}
 		// Let those answers reach their clients before the connections close.
 		lctx, lcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if hs.Shutdown(lctx) != nil {
@@ -183,9 +212,78 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 		lcancel()
 	}
 	<-served
-	sched.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// modelSpec is one --model value: a path (empty: the bundled model) and
+// the name clients use for it (empty: the folder's or file's name).
+type modelSpec struct{ name, path string }
+
+// parseModelSpec reads NAME=PATH or PATH. A value that exists as a path is
+// a path even if it holds "=".
+func parseModelSpec(v string) modelSpec {
+	if _, err := os.Stat(v); err == nil {
+		return modelSpec{path: v}
+	}
+	if name, path, ok := strings.Cut(v, "="); ok && name != "" {
+		return modelSpec{name: name, path: path}
+	}
+	return modelSpec{path: v}
+}
+
+// modelList is the repeatable --model flag.
+type modelList []modelSpec
+
+func (l *modelList) String() string {
+	var s []string
+	for _, m := range *l {
+		s = append(s, m.path)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *modelList) Set(v string) error {
+	*l = append(*l, parseModelSpec(v))
+	return nil
+}
+
+// servedModel is one model a server serves: its weights, scheduler and API.
+type servedModel struct {
+	name  string
+	b     *engine.Bundle
+	sched *engine.Scheduler
+	api   *server.Server
+}
+
+// openServed loads one model and starts its scheduler with its share of
+// the KV budget.
+func openServed(spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Logger, budget int64) (*servedModel, error) {
+	b, err := engine.OpenWith(spec.path, pool, engine.Options{ChatTemplateFile: o.chatTemplate, ContextLength: o.ctxSize})
+	if err != nil {
+		if spec.path != "" {
+			return nil, fmt.Errorf("model %s: %w", spec.path, err)
+		}
+		return nil, err
+	}
+	metrics := server.NewMetrics()
+	var cache engine.CacheAllocator = engine.NewPoolCache(b.Net, kvcache.PoolConfig{Budget: budget, Format: o.kvFormat})
+	if o.prefixCache {
+		cache = engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: budget, Format: o.kvFormat})
+	}
+	sched := engine.NewScheduler(b, engine.SchedulerConfig{
+		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
+		Cache: cache, Observer: metrics, Logger: log,
+	})
+	api := server.New(b, sched, server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth})
+	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api}, nil
+}
+
+// close stops the scheduler and unloads the model.
+func (m *servedModel) close() {
+	m.sched.Close()
+	m.b.Close()
 }
 
 // cutContext cuts a record's context of about total tokens to about want

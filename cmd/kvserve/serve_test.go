@@ -123,3 +123,69 @@ func TestShutdownTimeoutAnswers(t *testing.T) {
 		t.Errorf("serve returned %v", err)
 	}
 }
+
+// TestServeTwoModels: two models behind one address answer by name, an
+// unknown name gets a 404 naming both, /v1/models lists both and /metrics
+// tells their series apart by model_name; --ctx-size caps the context.
+func TestServeTwoModels(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	o := serveOptions{host: "127.0.0.1", maxBatch: 2, queue: 4, kvMemory: 64 << 20, kvFormat: kvcache.F32, shutdown: 5 * time.Second,
+		models: modelList{{name: "alpha"}, {name: "beta"}}, ctxSize: 512}
+	go func() {
+		done <- serve(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addr <- a })
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(data)
+	}
+	tests := []struct {
+		method, path, body string
+		code               int
+		want               []string
+	}{
+		{"POST", "/v1/completions", `{"model":"beta","prompt":"package main","max_tokens":2}`, 200, []string{`"model":"beta"`}},
+		{"POST", "/v1/completions", `{"model":"alpha","prompt":"package main","max_tokens":2}`, 200, []string{`"model":"alpha"`}},
+		{"POST", "/v1/completions", `{"prompt":"package main","max_tokens":2}`, 200, []string{`"model":"alpha"`}},
+		{"POST", "/v1/chat/completions", `{"model":"gamma","messages":[{"role":"user","content":"hi"}]}`, 404, []string{"model_not_found", "`alpha`, `beta`"}},
+		{"POST", "/v1/completions", `{"model":"beta","prompt":"` + strings.Repeat("x y ", 400) + `"}`, 400, []string{"512"}},
+		{"GET", "/v1/models", "", 200, []string{`"id":"alpha"`, `"id":"beta"`, `"max_model_len":512`}},
+		{"GET", "/v1/models/beta", "", 200, []string{`"id":"beta"`}},
+		{"GET", "/health", "", 200, []string{"ok"}},
+		{"GET", "/metrics", "", 200, []string{`kvserve_running_sequences{model_name="alpha"}`, `kvserve_running_sequences{model_name="beta"}`}},
+	}
+	for _, tt := range tests {
+		code, body := do(tt.method, tt.path, tt.body)
+		if code != tt.code {
+			t.Errorf("%s %s %.60s: %d %s, want %d", tt.method, tt.path, tt.body, code, body, tt.code)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s %s: body lacks %q: %.300s", tt.method, tt.path, w, body)
+			}
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve returned %v", err)
+	}
+	if code, _, errOut := kvserve(t, "serve", "--model", "a=x", "--model", "b=y", "--served-model-name", "c"); code != 2 || !strings.Contains(errOut, "NAME=PATH") {
+		t.Errorf("--served-model-name with two models: exit %d, %s", code, errOut)
+	}
+}
