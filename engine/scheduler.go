@@ -43,6 +43,10 @@ type Job struct {
 	// add to; jobs of different salts never share a cache ("" is a tenant
 	// like any other).
 	Salt string
+	// NoReuse keeps the job out of the prefix cache: it reuses no cached
+	// prefix and leaves none behind (an anonymous client's request, when
+	// anonymous requests must not learn from each other's timing).
+	NoReuse bool
 	// Press, if set, compresses the prompt's KV cache once it is computed
 	// and before the first token is sampled (query-aware: the prompt's
 	// last tokens are the question). A pressed prompt is computed from

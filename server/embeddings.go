@@ -36,9 +36,10 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("input", "invalid_value", "input is required"))
 		return
 	}
-	inputs := in.IDs
-	for _, t := range in.Texts {
-		inputs = append(inputs, s.b.Tokenizer.Encode(t))
+	inputs, e := s.embedInputs(in)
+	if e != nil {
+		writeError(w, e)
+		return
 	}
 	limit, vocab := s.b.ContextLength(), s.b.Net.Config.VocabSize
 	for i, ids := range inputs {
