@@ -37,6 +37,7 @@ type serveOptions struct {
 	prefixCache       bool
 	press             string
 	pressRatio        float64
+	limits            serveLimits // hostile-input bounds (serve_limits.go)
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -69,10 +70,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
+	o.limits.flags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var err error
+	if err := o.limits.check(); err != nil {
+		return err
+	}
 	if o.kvMemory, err = parseBytes(*kvMem); err != nil {
 		return usageError{"--kv-memory: " + err.Error()}
 	}
@@ -123,12 +128,14 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 		Cache: cache, Observer: metrics, Logger: log,
 	})
 	defer sched.Close()
-	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio})
+	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio}))
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln = server.LimitListener(ln, o.limits.maxConns)
+	hs := &http.Server{Handler: api, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	o.limits.server(hs)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
