@@ -12,6 +12,18 @@ import (
 // Config.SpecialInMessages: otherwise a user could close their own turn
 // and open a system or assistant turn of their making.
 func (s *Server) encodeChat(msgs []chat.Message, limit int) ([]int, *apiError) {
+	// Contents longer together than the context can hold are refused
+	// before the template copies them around.
+	if per := s.b.Tokenizer.MaxTokenBytes(); per > 0 {
+		total := 0
+		for _, m := range msgs {
+			total += len(m.Content)
+		}
+		if total > limit*per {
+			return nil, invalid("messages", "context_length_exceeded",
+				"This model's maximum context length is %d tokens. However, your messages hold %d bytes of text, more than %d tokens can (at most %d bytes a token); shorten them.", s.b.ContextLength(), total, limit, per)
+		}
+	}
 	text, err := s.b.ChatPrompt(msgs)
 	if err != nil {
 		return nil, invalid("messages", "invalid_value", "%v", err)

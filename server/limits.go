@@ -153,3 +153,47 @@ func (s *Server) embedInputs(in *promptInput) ([][]int, *apiError) {
 	}
 	return inputs, nil
 }
+
+// longestJSONString returns a lower bound on the decoded length of the
+// longest string in a JSON text, found without decoding it: a raw scan for
+// string literals, each escape counted as one byte. Text that is not JSON
+// gives some number; the decoder reports the error.
+func longestJSONString(data []byte) int {
+	longest := 0
+	for i := 0; i < len(data); i++ {
+		if data[i] != '"' {
+			continue
+		}
+		n := 0
+		j := i + 1
+		for j < len(data) && data[j] != '"' {
+			if data[j] == '\\' && j+1 < len(data) {
+				if data[j+1] == 'u' {
+					j += 4
+				}
+				j++
+			}
+			j++
+			n++
+		}
+		longest = max(longest, n)
+		i = j
+	}
+	return longest
+}
+
+// checkStrings refuses a request body holding a string longer than the
+// longest text the model can take (its context × the tokenizer's longest
+// token), before the body is decoded: decoding 15 MB of JSON takes a
+// second, this scan a few milliseconds.
+func (s *Server) checkStrings(data []byte) *apiError {
+	per := s.b.Tokenizer.MaxTokenBytes()
+	if per <= 0 || len(data) <= s.b.ContextLength()*per {
+		return nil
+	}
+	bound := s.b.ContextLength() * per
+	if n := longestJSONString(data); n > bound {
+		return invalid("", "context_length_exceeded", "This model's maximum context length is %d tokens. However, the request holds a string of at least %d bytes, more than %d tokens can (at most %d bytes a token); shorten it.", s.b.ContextLength(), n, s.b.ContextLength(), per)
+	}
+	return nil
+}

@@ -224,6 +224,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError
 	if e != nil {
 		return e
 	}
+	if e := s.checkStrings(data); e != nil {
+		return e
+	}
 	if err := json.Unmarshal(data, v); err != nil {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
