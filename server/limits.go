@@ -54,15 +54,19 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 	rc := http.NewResponseController(w)
 	if s.cfg.BodyTimeout > 0 {
 		rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
-		// Once read, no deadline: the server watches the connection for
-		// the client going away while the request runs.
-		defer rc.SetReadDeadline(time.Time{})
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength) + 1)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil && s.cfg.BodyTimeout > 0 {
+		// Once read, no deadline: the server watches the connection for
+		// the client going away while the request runs. (After a failed
+		// read the deadline stays, so that the server does not wait for
+		// the rest of the body before closing.)
+		rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mb *http.MaxBytesError
 		switch {
