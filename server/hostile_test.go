@@ -26,7 +26,7 @@ func TestPromptBounds(t *testing.T) {
 	per := ts.b.Tokenizer.MaxTokenBytes()
 	ctx := ts.b.ContextLength()
 	huge := strings.Repeat("日本", ctx*per/6+10) // over ctx × per bytes
-	words := strings.Repeat("x ", ctx)           // fits the bytes, not the tokens
+	words := strings.Repeat("x ", ctx)         // fits the bytes, not the tokens
 	for _, tc := range []struct {
 		path, body string
 		status     int
