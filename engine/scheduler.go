@@ -207,6 +207,8 @@ type Event struct {
 	// Err is set on the last event of a failed or cancelled request; it
 	// ends every choice that had not finished.
 	Err error
+	// Embedding is an input's pooled embedding (SubmitEmbed).
+	Embedding []float32
 }
 
 // Stream delivers a request's events. The scheduler never waits for its
@@ -338,22 +340,8 @@ func (s *Scheduler) Submit(ctx context.Context, job Job) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	switch {
-	case s.closed:
-		s.mu.Unlock()
-		return nil, ErrClosed
-	case len(s.queue) >= s.cfg.QueueSize:
-		s.mu.Unlock()
-		return nil, ErrQueueFull
-	}
-	r.submitted = time.Now()
-	s.queue = append(s.queue, r)
-	s.stats.Queued = len(s.queue)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if err := s.enqueue(r); err != nil {
+		return nil, err
 	}
 	return r.stream, nil
 }

@@ -365,8 +365,8 @@ func (l *loopState) step() {
 			end := min(len(r.job.Prompt), start+budget)
 			budget -= end - start
 			prefill += end - start
-			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer}
-			if end == len(r.job.Prompt) {
+			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer, Pooled: r.pooled}
+			if end == len(r.job.Prompt) && r.embed == nil {
 				st.Output, st.Logits = model.LastLogits, q.logits
 			}
 			l.steps = append(l.steps, st)
@@ -398,7 +398,11 @@ func (l *loopState) step() {
 		}
 		if !r.prefilled {
 			if q.cache.Next() == len(r.job.Prompt) {
-				l.prefilled(r)
+				if r.embed != nil {
+					l.embedded(r)
+				} else {
+					l.prefilled(r)
+				}
 			}
 			continue
 		}

@@ -30,6 +30,13 @@ type request struct {
 	completion int             // tokens sampled over all choices
 	live       int             // choices not finished
 	ended      bool            // the stream has had its last event
+
+	// An embeddings request (embed.go): its inputs, the one being
+	// computed (job.Prompt is embed[input]), and the sum of its pooled
+	// hidden states so far.
+	embed  [][]int
+	input  int
+	pooled []float64
 }
 
 // slots returns the batch places the request takes.
@@ -51,6 +58,9 @@ func (r *request) held() int64 {
 
 // usage returns the request's token counts so far.
 func (r *request) usage() Usage {
+	if r.embed != nil {
+		return Usage{PromptTokens: embedTokens(r.embed)}
+	}
 	return Usage{PromptTokens: len(r.job.Prompt), CachedTokens: r.cached, CompletionTokens: r.completion}
 }
 
