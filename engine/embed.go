@@ -121,3 +121,21 @@ func (l *loopState) embedded(r *request) {
 	ev.Finish = FinishStop
 	r.stream.push(true, r.usage(), ev)
 }
+
+// embedShare is the fraction of the prefill budget that embeddings get
+// per step while completions run beside them: embeddings are batch work,
+// and a completion waiting on a step that computes 256 of their tokens
+// would see every one of its tokens slowed down.
+const embedShare = 8
+
+// embedBudget returns the most tokens an embeddings request computes this
+// step: all of budget when only embeddings run, budget/embedShare (at
+// least 16) when a completion is in the batch.
+func (l *loopState) embedBudget(budget int) int {
+	for _, r := range l.running {
+		if r.embed == nil && !r.ended {
+			return max(16, budget/embedShare)
+		}
+	}
+	return budget
+}

@@ -355,6 +355,7 @@ func (l *loopState) step() {
 	l.steps, l.owners = l.steps[:0], l.owners[:0]
 	budget := s.cfg.PrefillTokens
 	prefill, decode := 0, 0
+	embedBudget := l.embedBudget(budget)
 	for _, r := range l.running {
 		if !r.prefilled {
 			if budget == 0 {
@@ -362,7 +363,11 @@ func (l *loopState) step() {
 			}
 			q := r.seqs[0]
 			start := q.cache.Next()
-			end := min(len(r.job.Prompt), start+budget)
+			chunk := budget
+			if r.embed != nil {
+				chunk = min(chunk, embedBudget)
+			}
+			end := min(len(r.job.Prompt), start+chunk)
 			budget -= end - start
 			prefill += end - start
 			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer, Pooled: r.pooled}
