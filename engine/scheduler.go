@@ -43,6 +43,10 @@ type Job struct {
 	// add to; jobs of different salts never share a cache ("" is a tenant
 	// like any other).
 	Salt string
+	// NoReuse keeps the job out of the prefix cache: it reuses no cached
+	// prefix and leaves none behind (an anonymous client's request, when
+	// anonymous requests must not learn from each other's timing).
+	NoReuse bool
 	// Press, if set, compresses the prompt's KV cache once it is computed
 	// and before the first token is sampled (query-aware: the prompt's
 	// last tokens are the question). A pressed prompt is computed from
@@ -207,6 +211,8 @@ type Event struct {
 	// Err is set on the last event of a failed or cancelled request; it
 	// ends every choice that had not finished.
 	Err error
+	// Embedding is an input's pooled embedding (SubmitEmbed).
+	Embedding []float32
 }
 
 // Stream delivers a request's events. The scheduler never waits for its
@@ -343,22 +349,8 @@ func (s *Scheduler) Submit(ctx context.Context, job Job) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	switch {
-	case s.closed:
-		s.mu.Unlock()
-		return nil, ErrClosed
-	case len(s.queue) >= s.cfg.QueueSize:
-		s.mu.Unlock()
-		return nil, ErrQueueFull
-	}
-	r.submitted = time.Now()
-	s.queue = append(s.queue, r)
-	s.stats.Queued = len(s.queue)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if err := s.enqueue(r); err != nil {
+		return nil, err
 	}
 	return r.stream, nil
 }

@@ -209,7 +209,7 @@ func (l *loopState) pick(free int) *request {
 			continue
 		}
 		cached := 0
-		if r.job.Press == nil { // a pressed prompt is computed whole
+		if r.job.Press == nil && !r.job.NoReuse { // a pressed prompt is computed whole
 			cached = l.s.cfg.Cache.Cached(r.job.Salt, r.job.Prompt)
 		}
 		if l.computing(r, cached) {
@@ -235,11 +235,11 @@ func (l *loopState) pick(free int) *request {
 // prompt of r's salt that shares at least sharedWait tokens with r's
 // prompt beyond the cached ones.
 func (l *loopState) computing(r *request, cached int) bool {
-	if r.job.Press != nil { // it computes its whole prompt anyway
+	if r.job.Press != nil || r.job.NoReuse { // it computes its whole prompt anyway
 		return false
 	}
 	for _, q := range l.running {
-		if q.prefilled || q.ended || q.job.Salt != r.job.Salt || q.job.Press != nil {
+		if q.prefilled || q.ended || q.job.Salt != r.job.Salt || q.job.Press != nil || q.job.NoReuse {
 			continue
 		}
 		a, b := r.job.Prompt, q.job.Prompt
@@ -269,6 +269,9 @@ func (l *loopState) start(r *request) error {
 	if r.job.Press != nil { // the press must see the whole prompt computed
 		shared = prompt[:0]
 		r.observer = press.Observer([]*press.Press{r.job.Press}, 0, len(prompt))
+	}
+	if r.job.NoReuse {
+		shared = prompt[:0]
 	}
 	cache, err := c.Acquire(r.job.Salt, shared)
 	if err != nil {
@@ -352,6 +355,7 @@ func (l *loopState) step() {
 	l.steps, l.owners = l.steps[:0], l.owners[:0]
 	budget := s.cfg.PrefillTokens
 	prefill, decode := 0, 0
+	embedBudget := l.embedBudget(budget)
 	for _, r := range l.running {
 		if !r.prefilled {
 			if budget == 0 {
@@ -359,11 +363,15 @@ func (l *loopState) step() {
 			}
 			q := r.seqs[0]
 			start := q.cache.Next()
-			end := min(len(r.job.Prompt), start+budget)
+			chunk := budget
+			if r.embed != nil {
+				chunk = min(chunk, embedBudget)
+			}
+			end := min(len(r.job.Prompt), start+chunk)
 			budget -= end - start
 			prefill += end - start
-			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer}
-			if end == len(r.job.Prompt) {
+			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer, Pooled: r.pooled}
+			if end == len(r.job.Prompt) && r.embed == nil {
 				st.Output, st.Logits = model.LastLogits, q.logits
 			}
 			l.steps = append(l.steps, st)
@@ -395,7 +403,11 @@ func (l *loopState) step() {
 		}
 		if !r.prefilled {
 			if q.cache.Next() == len(r.job.Prompt) {
-				l.prefilled(r)
+				if r.embed != nil {
+					l.embedded(r)
+				} else {
+					l.prefilled(r)
+				}
 			}
 			continue
 		}
@@ -491,7 +503,7 @@ func (l *loopState) prefilled(r *request) {
 			l.fail(r, fmt.Errorf("engine: compress the prompt's KV cache: %w", err))
 			return
 		}
-	} else {
+	} else if !r.job.NoReuse {
 		l.s.cfg.Cache.Share(first.cache, r.job.Salt, r.job.Prompt)
 	}
 	for _, q := range r.seqs[1:] {
@@ -576,7 +588,7 @@ func (l *loopState) release(q *seq, keep bool) {
 	q.done = true
 	if q.cache != nil {
 		var tokens []int
-		if keep && q.r.job.Press == nil { // a pressed cache lacks tokens: nobody may reuse it
+		if keep && q.r.job.Press == nil && !q.r.job.NoReuse { // a pressed cache lacks tokens: nobody may reuse it
 			tokens = q.tokens()
 		}
 		l.s.cfg.Cache.Release(q.cache, q.r.job.Salt, tokens)

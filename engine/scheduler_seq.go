@@ -22,17 +22,24 @@ type request struct {
 	skipped   int // times a later request was admitted first
 
 	// Owned by the loop.
-	seqs     []*seq          // one per choice; seqs[0] reads the prompt
-	observer *model.Observer // what the job's press needs recorded, while prefilling
-	cached   int             // prompt tokens found in the cache at admission
+	seqs       []*seq          // one per choice; seqs[0] reads the prompt
+	observer   *model.Observer // what the job's press needs recorded, while prefilling
+	cached     int             // prompt tokens found in the cache at admission
+	prefilled  bool            // the prompt is in seqs[0]'s cache
+	sawToken   bool            // the first token was sampled (TTFT observed)
+	completion int             // tokens sampled over all choices
+	live       int             // choices not finished
+	ended      bool            // the stream has had its last event
 	// pressedFrom and pressedTo are the prompt cache's bytes before and
 	// after the press (0 without one).
 	pressedFrom, pressedTo int64
-	prefilled              bool // the prompt is in seqs[0]'s cache
-	sawToken               bool // the first token was sampled (TTFT observed)
-	completion             int  // tokens sampled over all choices
-	live                   int  // choices not finished
-	ended                  bool // the stream has had its last event
+
+	// An embeddings request (embed.go): its inputs, the one being
+	// computed (job.Prompt is embed[input]), and the sum of its pooled
+	// hidden states so far.
+	embed  [][]int
+	input  int
+	pooled []float64
 }
 
 // slots returns the batch places the request takes.
@@ -54,6 +61,9 @@ func (r *request) held() int64 {
 
 // usage returns the request's token counts so far.
 func (r *request) usage() Usage {
+	if r.embed != nil {
+		return Usage{PromptTokens: embedTokens(r.embed)}
+	}
 	return Usage{PromptTokens: len(r.job.Prompt), CachedTokens: r.cached, CompletionTokens: r.completion,
 		KVBytesBeforePress: r.pressedFrom, KVBytesAfterPress: r.pressedTo}
 }

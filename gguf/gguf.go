@@ -317,6 +317,9 @@ func parse(data []byte) (*File, error) {
 		}
 		t.Data = data[start : start+size : start+size]
 	}
+	if err := checkOverlap(f); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 

@@ -208,6 +208,13 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 		c.HeadDim = c.HiddenSize / c.Heads
 	}
+	// Bounded before parseLayers and the RoPE tables allocate from them.
+	if c.HeadDim <= 0 || c.HeadDim > maxConfigHeadDim {
+		return nil, fmt.Errorf("config.json: head_dim is %d, want an integer in [1, %d]", c.HeadDim, maxConfigHeadDim)
+	}
+	if c.Layers > maxConfigLayers {
+		return nil, fmt.Errorf("config.json: num_hidden_layers is %d, want an integer in [1, %d]", c.Layers, maxConfigLayers)
+	}
 	if c.HeadDim%2 != 0 {
 		return nil, fmt.Errorf("config.json: head_dim %d must be even for RoPE", c.HeadDim)
 	}
@@ -245,6 +252,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	c.BOS = firstID(r.BOSTokenID, -1)
 	c.EOS = idList(r.EOSTokenID)
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

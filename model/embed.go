@@ -41,3 +41,17 @@ func (m *Model) Embedding(tokens []int) ([]float32, error) {
 	}
 	return out, nil
 }
+
+// addPooled adds the final-normed hidden states of tokens from … from+n-1
+// of the pass to sum.
+func (m *Model) addPooled(sum []float64, from, n int) {
+	c := m.Config
+	h := c.HiddenSize
+	row := make([]float32, h)
+	for t := from; t < from+n; t++ {
+		compute.RMSNorm(row, m.ws.x[t*h:(t+1)*h], m.Norm, c.RMSNormEps, c.NormAddOne)
+		for i, v := range row[:len(sum)] {
+			sum[i] += float64(v)
+		}
+	}
+}

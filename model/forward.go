@@ -45,6 +45,9 @@ type Step struct {
 	// Observe, if set, records queries and attention statistics for
 	// KV-cache compression.
 	Observe *Observer
+	// Pooled, if set (hidden-size long), receives the sum of the step's
+	// final hidden states after the model's final norm (embed.go).
+	Pooled []float64
 }
 
 // workspace holds the activations of one pass, reused between calls.
@@ -208,6 +211,9 @@ func (m *Model) pass(steps []Step) {
 			m.logits(s.Logits, t, len(s.Tokens))
 		case LastLogits:
 			m.logits(s.Logits, t+len(s.Tokens)-1, 1)
+		}
+		if s.Pooled != nil {
+			m.addPooled(s.Pooled, t, len(s.Tokens))
 		}
 		t += len(s.Tokens)
 		s.Cache.Advance(len(s.Tokens))

@@ -61,6 +61,10 @@ func Load(src Source, pool *compute.Pool) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.checkWeightBytes(w.bytes()); err != nil {
+		w.close()
+		return nil, fmt.Errorf("%s: %w", src.Name(), err)
+	}
 	m := &Model{Config: cfg, pool: pool, weights: w}
 	if err := m.bind(w); err != nil {
 		w.close()

@@ -3,14 +3,20 @@ package server
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"io"
 	"math"
 	"net/http"
+
+	"github.com/kvserve/kvserve/engine"
 )
 
 // embeddings answers POST /v1/embeddings: each input's embedding is the
 // mean of the model's final-normed hidden states over its tokens, scaled
-// to unit length as OpenAI's are. Inputs run one after another, each in
-// one forward pass of its own (between the scheduler's steps).
+// to unit length as OpenAI's are. The request goes through the scheduler
+// (engine.Scheduler.SubmitEmbed): queued with the completions (429 when
+// the queue is full), computed in chunks batched with their steps, ended
+// when the client goes away. Config.EmbedMaxInputs and EmbedMaxTokens
+// bound its size.
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 	var req embeddingRequest
 	if e := s.decode(w, r, &req); e != nil {
@@ -42,39 +48,34 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	inputs := in.IDs
-	for _, t := range in.Texts {
-		inputs = append(inputs, s.b.Tokenizer.Encode(t))
+	inputs, e := s.embedInputs(in)
+	if e != nil {
+		writeError(w, e)
+		return
 	}
-	limit, vocab := s.b.ContextLength(), s.b.Net.Config.VocabSize
-	for i, ids := range inputs {
-		if len(ids) == 0 {
-			writeError(w, invalid("input", "invalid_value", "input %d is empty", i))
+	st, err := s.sched.SubmitEmbed(r.Context(), engine.EmbedJob{Inputs: inputs, Salt: tenantSalt(r, nil)})
+	if err != nil {
+		writeError(w, engineError(err, "input"))
+		return
+	}
+	resp := embeddingList{Object: "list", Model: s.cfg.ModelName, Data: make([]embeddingItem, len(inputs))}
+	for {
+		ev, err := st.Recv(r.Context())
+		if err == io.EOF {
+			break
+		}
+		if err != nil { // the client went away; the engine drops the request
 			return
 		}
-		if len(ids) > limit {
-			writeError(w, invalid("input", "context_length_exceeded", "This model's maximum context length is %d tokens. However, input %d has %d tokens.", limit, i, len(ids)))
-			return
-		}
-		for _, id := range ids {
-			if id < 0 || id >= vocab {
-				writeError(w, invalid("input", "invalid_value", "input %d: token %d is outside the vocabulary of %d", i, id, vocab))
-				return
+		if ev.Err != nil {
+			if !clientGone(r.Context(), ev.Err) {
+				writeError(w, engineError(ev.Err, "input"))
 			}
-		}
-	}
-	resp := embeddingList{Object: "list", Model: s.cfg.ModelName}
-	for i, ids := range inputs {
-		if r.Context().Err() != nil {
 			return
 		}
-		vec, err := s.b.Net.Embedding(ids)
-		if err != nil {
-			writeError(w, engineError(err, "input"))
-			return
-		}
+		vec := ev.Embedding
 		normalize(vec)
-		item := embeddingItem{Object: "embedding", Index: i, Embedding: vec}
+		item := embeddingItem{Object: "embedding", Index: ev.Choice, Embedding: vec}
 		if req.EncodingFormat == "base64" {
 			buf := make([]byte, 4*len(vec))
 			for j, v := range vec {
@@ -82,9 +83,9 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 			}
 			item.Embedding = base64.StdEncoding.EncodeToString(buf)
 		}
-		resp.Data = append(resp.Data, item)
-		resp.Usage.PromptTokens += len(ids)
+		resp.Data[ev.Choice] = item
 	}
+	resp.Usage.PromptTokens = st.Usage().PromptTokens
 	resp.Usage.TotalTokens = resp.Usage.PromptTokens
 	writeJSON(w, http.StatusOK, resp)
 }

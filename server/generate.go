@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/press"
+	"github.com/kvserve/kvserve/tokenizer"
 	"github.com/kvserve/kvserve/tokenizer/chat"
 )
 
@@ -64,11 +65,11 @@ func (s *Server) parseChat(req *chatRequest) (*generation, *apiError) {
 		}
 		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content)}
 	}
-	text, err := s.b.ChatPrompt(msgs)
-	if err != nil {
-		return nil, s.chatPromptError(err)
+	prompt, e := s.encodeChat(msgs, s.b.ContextLength()-1)
+	if e != nil {
+		return nil, e
 	}
-	g := &generation{chat: true, prompt: s.b.Tokenizer.Encode(text), promptParam: "messages"}
+	g := &generation{chat: true, prompt: prompt, promptParam: "messages"}
 	maxTok := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
 		maxTok = req.MaxCompletionTokens
@@ -113,7 +114,10 @@ func (s *Server) parseCompletion(req *completionRequest) (*generation, *apiError
 	}
 	g := &generation{promptParam: "prompt"}
 	if len(p.Texts) == 1 {
-		g.prompt = s.b.Tokenizer.Encode(p.Texts[0])
+		var e *apiError
+		if g.prompt, e = s.encodePrompt(p.Texts[0], "prompt", s.b.ContextLength()-1, tokenizer.EncodeOptions{}); e != nil {
+			return nil, e
+		}
 	} else {
 		g.prompt = p.IDs[0]
 	}
@@ -239,7 +243,7 @@ func tenantSalt(r *http.Request, cacheSalt *string) string {
 
 // generate submits g and writes the response, whole or streamed.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation) {
-	g.job.Salt = tenantSalt(r, g.cacheSalt)
+	s.tenant(r, g)
 	sub, err := s.sched.Submit(r.Context(), g.job)
 	if err != nil {
 		writeError(w, engineError(err, g.promptParam))
@@ -308,9 +312,10 @@ func toUsage(u engine.Usage) usage {
 
 // sse writes server-sent events, flushing each.
 type sse struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	err error
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	err     error
+	timeout time.Duration // for writing each event; none if ≤ 0
 }
 
 // send writes one event holding v as JSON (or the raw text of a string).
@@ -326,6 +331,9 @@ func (e *sse) send(v any) {
 	}
 	buf := make([]byte, 0, len(data)+8)
 	buf = append(append(append(buf, "data: "...), data...), "\n\n"...)
+	if e.timeout > 0 {
+		e.rc.SetWriteDeadline(time.Now().Add(e.timeout))
+	}
 	if _, e.err = e.w.Write(buf); e.err == nil {
 		e.err = e.rc.Flush()
 	}
@@ -341,7 +349,7 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	out := &sse{w: w, rc: http.NewResponseController(w)}
+	out := &sse{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
 	out.err = out.rc.Flush()
 	created := time.Now().Unix()
 	var usageField json.RawMessage

@@ -39,7 +39,10 @@ func cached(u *usage) int { return u.PromptTokensDetails.CachedTokens }
 // first turn's prompt and answer, finds all of it cached; the hit rate
 // metric follows.
 func TestMultiTurnReuse(t *testing.T) {
-	ts := start(t, engine.SchedulerConfig{})
+	// The answer, generated through the model's end-of-turn token
+	// (ignore_eos), holds control tokens that the next turn sends back as
+	// such: only with SpecialInMessages are they read as control tokens.
+	ts := startServer(t, engine.SchedulerConfig{}, 256<<20, Config{SpecialInMessages: true})
 	q1 := `{"role":"user","content":"Here is a list: apples, pears, plums, cherries, figs. Which fruit comes third?"}`
 	w1 := ts.chat(t, "", `{"messages":[`+q1+`],"max_tokens":16,"temperature":0,"ignore_eos":true}`)
 	if cached(&w1.Usage) != 0 {

@@ -43,16 +43,20 @@ func requestID(r *http.Request) string {
 // events.
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code    int
+	timeout time.Duration // for writing the response; none if ≤ 0
 	// errReason is the message of an error answer (OpenAI's error.message).
 	errReason string
 	gen       *genRecord
 }
 
-// WriteHeader records the first status code.
+// WriteHeader records the first status code and starts the write timeout.
 func (w *statusWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
+		if w.timeout > 0 {
+			http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.timeout))
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -47,6 +46,28 @@ type Config struct {
 	APIKeys []string
 	// MetricsAuth puts /metrics behind the API keys too.
 	MetricsAuth bool
+
+	// Hostile-input bounds (limits.go, tenant.go, embed_sched.go).
+
+	// BodyTimeout bounds how long a request body may take to arrive (the
+	// headers are bounded by http.Server.ReadHeaderTimeout); 20 s if 0,
+	// none if < 0.
+	BodyTimeout time.Duration
+	// WriteTimeout bounds each write of a response: a whole JSON answer,
+	// or one event of a stream; 30 s if 0, none if < 0.
+	WriteTimeout time.Duration
+	// EmbedMaxInputs and EmbedMaxTokens bound one embeddings request: its
+	// inputs, and their tokens together; 256 and 4 × the context if 0.
+	EmbedMaxInputs, EmbedMaxTokens int
+	// AnonymousCache says what prefix-cache reuse requests without an API
+	// key or cache_salt get: "client" (default: only requests from the
+	// same client address share), "none", or "shared" (all of them, which
+	// lets clients probe each other's prompts).
+	AnonymousCache string
+	// SpecialInMessages recognises special tokens (<|im_start|>) written
+	// in chat message contents, as the template's own markers are. Off by
+	// default: a user cannot forge a turn.
+	SpecialInMessages bool
 }
 
 // Server serves the API for one model. It is an http.Handler.
@@ -73,11 +94,12 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 16 << 20
-	}
+	cfg.setDefaults(b)
 	s := &Server{b: b, sched: sched, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, mux: http.NewServeMux(), created: time.Now().Unix(), keys: newKeyring(cfg.APIKeys)}
 	s.cfg.APIKeys = nil // kept as digests only
+	if s.cfg.MaxBodyBytes <= 0 {
+		s.cfg.MaxBodyBytes = s.defaultMaxBody()
+	}
 	s.metrics.SetModel(cfg.ModelName)
 	s.metrics.watch(sched)
 	route := func(path, method string, h http.HandlerFunc) {
@@ -119,7 +141,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID(r)
 	w.Header().Set(RequestIDHeader, id)
-	rec := &statusWriter{ResponseWriter: w}
+	rec := &statusWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
 	if e := s.authorize(r); e != nil {
 		writeUnauthorized(rec, r, e)
 	} else {
@@ -145,7 +167,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Write records an implicit 200.
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
-		w.code = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -198,14 +220,12 @@ func engineError(err error, promptParam string) *apiError {
 // decode reads a JSON request body into v, mapping every failure to a 400
 // (or a 413 for a body over the limit).
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	data, err := io.ReadAll(body)
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return &apiError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("request body is over %d bytes", mb.Limit), Type: "invalid_request_error", Code: strp("body_too_large")}
-		}
-		return invalid("", "invalid_body", "reading the request body: %v", err)
+	data, e := s.readBody(w, r)
+	if e != nil {
+		return e
+	}
+	if e := s.checkStrings(data); e != nil {
+		return e
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		var te *json.UnmarshalTypeError

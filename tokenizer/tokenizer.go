@@ -39,6 +39,8 @@ type Tokenizer struct {
 	joinDecode bool           // no decoder: tokens are joined with spaces
 
 	bos, eos int // -1 when unknown
+
+	limits encodeLimits // bounds on what one token covers (limit.go)
 }
 
 // File names in a model folder.
@@ -297,6 +299,7 @@ func (t *Tokenizer) buildVocab(vocab map[string]int, added []addedTokenJSON) err
 	t.normSet = newAddedSet(t.added,
 		func(a addedToken) bool { return a.normalized },
 		func(a addedToken) string { return t.norm.apply(a.content) })
+	t.setLimits()
 	return nil
 }
 

@@ -44,6 +44,7 @@ type serveOptions struct {
 	chatTemplate     string
 	apiKeys          []string // never logged
 	metricsAuth      bool
+	limits           serveLimits // hostile-input bounds (serve_limits.go)
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -85,6 +86,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
 	fs.StringVar(&o.chatTemplate, "chat-template", "", chatTemplateUsage)
 	keyFlags := addAPIKeyFlags(fs)
+	o.limits.flags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -93,6 +95,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return usageError{err.Error()}
 	}
 	o.metricsAuth = *keyFlags.metricsAuth
+	if err := o.limits.check(); err != nil {
+		return err
+	}
 	if o.kvMemory, err = parseBytes(*kvMem); err != nil {
 		return usageError{"--kv-memory: " + err.Error()}
 	}
@@ -174,7 +179,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln = server.LimitListener(ln, o.limits.maxConns)
+	hs := &http.Server{Handler: handler, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	o.limits.server(hs)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
@@ -275,8 +282,8 @@ func openServed(spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Lo
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
 		Cache: cache, Observer: metrics, Logger: log,
 	})
-	api := server.New(b, sched, server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
-		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth})
+	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth}))
 	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api}, nil
 }
 

@@ -79,6 +79,9 @@ func LinearBuckets(start, width float64, count int) []float64 {
 type Collector interface {
 	// collect appends the collector's families to out.
 	collect(out *[]family)
+	// describe returns the names of the families collect writes, without
+	// reading any value.
+	describe() []string
 }
 
 // family is one metric family at scrape time.
@@ -115,20 +118,17 @@ func NewRegistry(constant Labels) *Registry {
 }
 
 // MustRegister adds collectors. Registering the same family name twice is a
-// programming error and panics at the next scrape's check, here.
+// programming error and panics.
 func (r *Registry) MustRegister(cs ...Collector) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
-	var fams []family
 	for _, c := range append(r.collectors, cs...) {
-		fams = fams[:0]
-		c.collect(&fams)
-		for _, f := range fams {
-			if seen[f.name] {
-				panic(fmt.Sprintf("metric: family %q registered twice", f.name))
+		for _, name := range c.describe() {
+			if seen[name] {
+				panic(fmt.Sprintf("metric: family %q registered twice", name))
 			}
-			seen[f.name] = true
+			seen[name] = true
 		}
 	}
 	r.collectors = append(r.collectors, cs...)
@@ -277,6 +277,8 @@ func (c *Counter) Add(d float64) {
 // Value returns the counter's value.
 func (c *Counter) Value() float64 { return c.v.load() }
 
+func (c *Counter) describe() []string { return []string{c.opts.fullName()} }
+
 func (c *Counter) collect(out *[]family) {
 	*out = append(*out, family{c.opts.fullName(), c.opts.Help, "counter", []sample{{value: c.v.load()}}})
 }
@@ -299,6 +301,8 @@ func (g *Gauge) Add(d float64) { g.v.add(d) }
 // Value returns the gauge's value.
 func (g *Gauge) Value() float64 { return g.v.load() }
 
+func (g *Gauge) describe() []string { return []string{g.opts.fullName()} }
+
 func (g *Gauge) collect(out *[]family) {
 	*out = append(*out, family{g.opts.fullName(), g.opts.Help, "gauge", []sample{{value: g.v.load()}}})
 }
@@ -316,6 +320,8 @@ func NewGaugeFunc(o GaugeOpts, f func() float64) Collector { return &funcMetric{
 // NewCounterFunc returns a counter whose value f gives at each scrape; f
 // must never decrease.
 func NewCounterFunc(o CounterOpts, f func() float64) Collector { return &funcMetric{o, "counter", f} }
+
+func (m *funcMetric) describe() []string { return []string{m.opts.fullName()} }
 
 func (m *funcMetric) collect(out *[]family) {
 	*out = append(*out, family{m.opts.fullName(), m.opts.Help, m.typ, []sample{{value: m.f()}}})
@@ -377,6 +383,8 @@ func (h *Histogram) samples(labels []labelPair) []sample {
 		sample{"_count", labels, float64(h.count)})
 	return out
 }
+
+func (h *Histogram) describe() []string { return []string{h.opts.fullName()} }
 
 func (h *Histogram) collect(out *[]family) {
 	*out = append(*out, family{h.opts.fullName(), h.opts.Help, "histogram", h.samples(nil)})

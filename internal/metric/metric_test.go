@@ -144,3 +144,34 @@ func TestRuntimeCollectors(t *testing.T) {
 		t.Errorf("no process_resident_memory_bytes on a system with /proc")
 	}
 }
+
+// TestDescribeMatchesCollect: every collector names exactly the families
+// it writes (the duplicate check relies on it), and registering reads no
+// value.
+func TestDescribeMatchesCollect(t *testing.T) {
+	read := false
+	cs := []Collector{
+		NewCounter(CounterOpts{Name: "c"}), NewGauge(GaugeOpts{Name: "g"}), NewHistogram(HistogramOpts{Name: "h"}),
+		NewCounterVec(CounterOpts{Name: "cv"}, []string{"a"}), NewGaugeVec(GaugeOpts{Name: "gv"}, []string{"a"}),
+		NewHistogramVec(HistogramOpts{Name: "hv"}, []string{"a"}),
+		NewGaugeFunc(GaugeOpts{Name: "gf"}, func() float64 { read = true; return 1 }),
+		NewGoCollector(), NewProcessCollector(),
+	}
+	NewRegistry(nil).MustRegister(cs...)
+	if read {
+		t.Error("MustRegister read a gauge function's value")
+	}
+	for _, c := range cs {
+		var fams []family
+		c.collect(&fams)
+		names := map[string]bool{}
+		for _, n := range c.describe() {
+			names[n] = true
+		}
+		for _, f := range fams {
+			if !names[f.name] {
+				t.Errorf("%T writes %s but does not describe it", c, f.name)
+			}
+		}
+	}
+}

@@ -16,6 +16,11 @@ type goCollector struct{}
 // main go_memstats_* series.
 func NewGoCollector() Collector { return goCollector{} }
 
+func (goCollector) describe() []string {
+	return []string{"go_goroutines", "go_info", "go_memstats_alloc_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_released_bytes",
+		"go_memstats_sys_bytes", "go_memstats_mallocs_total", "go_gc_cycles_total", "go_gc_pause_seconds_total"}
+}
+
 func (goCollector) collect(out *[]family) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -43,6 +48,10 @@ type processCollector struct{ start time.Time }
 // process_open_fds and process_start_time_seconds (the time this collector
 // was made, which a server does as it starts).
 func NewProcessCollector() Collector { return processCollector{time.Now()} }
+
+func (processCollector) describe() []string {
+	return []string{"process_cpu_seconds_total", "process_virtual_memory_bytes", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"}
+}
 
 func (p processCollector) collect(out *[]family) {
 	stat, err := os.ReadFile("/proc/self/stat")

@@ -77,6 +77,8 @@ func NewCounterVec(o CounterOpts, labelNames []string) *CounterVec {
 // the label names.
 func (v *CounterVec) WithLabelValues(values ...string) *Counter { return v.with(values) }
 
+func (v *CounterVec) describe() []string { return []string{v.opts.fullName()} }
+
 func (v *CounterVec) collect(out *[]family) {
 	cs, ls := v.sorted()
 	f := family{v.opts.fullName(), v.opts.Help, "counter", nil}
@@ -99,6 +101,8 @@ func NewGaugeVec(o GaugeOpts, labelNames []string) *GaugeVec {
 
 // WithLabelValues returns the gauge of the label values.
 func (v *GaugeVec) WithLabelValues(values ...string) *Gauge { return v.with(values) }
+
+func (v *GaugeVec) describe() []string { return []string{v.opts.fullName()} }
 
 func (v *GaugeVec) collect(out *[]family) {
 	gs, ls := v.sorted()
@@ -123,6 +127,8 @@ func NewHistogramVec(o HistogramOpts, labelNames []string) *HistogramVec {
 
 // WithLabelValues returns the histogram of the label values.
 func (v *HistogramVec) WithLabelValues(values ...string) *Histogram { return v.with(values) }
+
+func (v *HistogramVec) describe() []string { return []string{v.opts.fullName()} }
 
 func (v *HistogramVec) collect(out *[]family) {
 	hs, ls := v.sorted()
