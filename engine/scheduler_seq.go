@@ -30,6 +30,9 @@ type request struct {
 	completion int             // tokens sampled over all choices
 	live       int             // choices not finished
 	ended      bool            // the stream has had its last event
+
+	promptLP  []Logprob // the prompt's logprobs so far (Job.PromptLogprobs)
+	allLogits []float32 // rows of a prompt chunk, for promptLP
 }
 
 // slots returns the batch places the request takes.
@@ -67,6 +70,10 @@ type seq struct {
 	logits  []float32 // one vocab-sized row
 	last    time.Time // when the previous token was sampled
 	done    bool
+
+	matcher Matcher   // the job's grammar for this choice, or nil
+	mask    []uint64  // the matcher's token bit set
+	raw     []float32 // the logits before they are adjusted, for logprobs
 }
 
 // tokens returns the ids that the sequence's cache holds.
