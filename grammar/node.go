@@ -36,9 +36,9 @@ const (
 // node is a piece of the language.
 type node struct {
 	kind  kind
-	props []prop  // kObject
-	elem  *node   // kMap values, kArray items, kRepeat item
-	sep   *node   // kRepeat separator
+	props []prop   // kObject
+	elem  *node    // kMap values, kArray items, kRepeat item
+	sep   *node    // kRepeat separator
 	lits  []string // kLiteral
 	alts  []*node  // kUnion alternatives, kSeq parts
 	min   int      // kArray items, kString characters, kRepeat repetitions
