@@ -2,7 +2,6 @@ package grammar
 
 import (
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"strings"
@@ -157,7 +156,7 @@ func TestSampledOutputValidates(t *testing.T) {
 			if err := json.Unmarshal([]byte(text), &val); err != nil {
 				t.Fatalf("%s: output %s does not parse: %v", c.name, text, err)
 			}
-			if err := validate(schema, schema, val, "$"); err != nil {
+			if err := Validate(schema, val); err != nil {
 				t.Fatalf("%s: output %s: %v", c.name, text, err)
 			}
 		}
@@ -165,113 +164,6 @@ func TestSampledOutputValidates(t *testing.T) {
 			t.Errorf("%s: no walk finished in 300 tokens", c.name)
 		}
 	}
-}
-
-// validate checks value against a JSON Schema (the subset FromSchema
-// takes), written independently of the compiler.
-func validate(root, schema, value any, path string) error {
-	s, _ := schema.(map[string]any)
-	if ref, ok := s["$ref"].(string); ok {
-		defs := root.(map[string]any)["$defs"].(map[string]any)
-		return validate(root, defs[strings.TrimPrefix(ref, "#/$defs/")], value, path)
-	}
-	if c, ok := s["const"]; ok && fmt.Sprint(c) != fmt.Sprint(value) {
-		return fmt.Errorf("%s: %v is not the const %v", path, value, c)
-	}
-	if e, ok := s["enum"].([]any); ok {
-		found := false
-		for _, x := range e {
-			found = found || fmt.Sprint(x) == fmt.Sprint(value)
-		}
-		if !found {
-			return fmt.Errorf("%s: %v is not in the enum", path, value)
-		}
-	}
-	if alts, ok := s["anyOf"].([]any); ok {
-		for _, a := range alts {
-			if validate(root, a, value, path) == nil {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s: %v matches no alternative", path, value)
-	}
-	var types []string
-	switch t := s["type"].(type) {
-	case string:
-		types = []string{t}
-	case []any:
-		for _, x := range t {
-			types = append(types, x.(string))
-		}
-	}
-	if len(types) > 0 {
-		ok := false
-		for _, t := range types {
-			switch x := value.(type) {
-			case nil:
-				ok = ok || t == "null"
-			case bool:
-				ok = ok || t == "boolean"
-			case float64:
-				ok = ok || t == "number" || (t == "integer" && x == float64(int64(x)))
-			case string:
-				ok = ok || t == "string"
-			case []any:
-				ok = ok || t == "array"
-			case map[string]any:
-				ok = ok || t == "object"
-			}
-		}
-		if !ok {
-			return fmt.Errorf("%s: %v is not of type %v", path, value, types)
-		}
-	}
-	switch x := value.(type) {
-	case string:
-		n := len([]rune(x))
-		if lo, ok := s["minLength"].(float64); ok && n < int(lo) {
-			return fmt.Errorf("%s: %q shorter than %v", path, x, lo)
-		}
-		if hi, ok := s["maxLength"].(float64); ok && n > int(hi) {
-			return fmt.Errorf("%s: %q longer than %v", path, x, hi)
-		}
-	case []any:
-		if lo, ok := s["minItems"].(float64); ok && len(x) < int(lo) {
-			return fmt.Errorf("%s: %d items, fewer than %v", path, len(x), lo)
-		}
-		if hi, ok := s["maxItems"].(float64); ok && len(x) > int(hi) {
-			return fmt.Errorf("%s: %d items, more than %v", path, len(x), hi)
-		}
-		for i, e := range x {
-			if it, ok := s["items"]; ok {
-				if err := validate(root, it, e, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return err
-				}
-			}
-		}
-	case map[string]any:
-		props, _ := s["properties"].(map[string]any)
-		req, _ := s["required"].([]any)
-		for _, r := range req {
-			if _, ok := x[r.(string)]; !ok {
-				return fmt.Errorf("%s: required %q missing", path, r)
-			}
-		}
-		for k, e := range x {
-			if ps, ok := props[k]; ok {
-				if err := validate(root, ps, e, path+"."+k); err != nil {
-					return err
-				}
-			} else if props != nil {
-				return fmt.Errorf("%s: property %q not in the schema", path, k)
-			} else if ap, ok := s["additionalProperties"].(map[string]any); ok {
-				if err := validate(root, ap, e, path+"."+k); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // TestUnsupportedKeywords checks that a keyword the grammar cannot enforce

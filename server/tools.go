@@ -256,9 +256,18 @@ type templateCall struct {
 	} `json:"function"`
 }
 
-// renderChat renders the conversation with the chat template, tools
-// included (unless tool_choice is none).
+// renderChat renders the conversation with the chat template and the
+// generation prompt, tools included (unless tool_choice is none).
 func (s *Server) renderChat(msgs []chatMessage, tools *toolSetup) (string, *apiError) {
+	return s.renderChatTools(msgs, tools, true)
+}
+
+// renderChatFor renders a conversation without tools.
+func (s *Server) renderChatFor(msgs []chatMessage, addGenerationPrompt bool) (string, *apiError) {
+	return s.renderChatTools(msgs, nil, addGenerationPrompt)
+}
+
+func (s *Server) renderChatTools(msgs []chatMessage, tools *toolSetup, addGenerationPrompt bool) (string, *apiError) {
 	if s.b.Chat == nil {
 		_, err := s.b.ChatPrompt(nil)
 		return "", invalid("messages", "invalid_value", "%v", err)
@@ -307,7 +316,7 @@ func (s *Server) renderChat(msgs []chatMessage, tools *toolSetup) (string, *apiE
 	}
 	data, _ := json.Marshal(out)
 	vars["messages"] = json.RawMessage(data)
-	text, err := s.b.Chat.RenderVars(nil, true, vars)
+	text, err := s.b.Chat.RenderVars(nil, addGenerationPrompt, vars)
 	if err != nil {
 		return "", invalid("messages", "invalid_value", "%v", err)
 	}
