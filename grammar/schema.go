@@ -41,7 +41,68 @@ func FromSchema(schema []byte) (*Grammar, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkProgress(n); err != nil {
+		return nil, err
+	}
 	return &Grammar{root: n}, nil
+}
+
+// checkProgress refuses a schema whose references loop without a value
+// in between ({"$ref": "#"} alone, or a→b→a): the matcher would step
+// through such a loop forever. Only unions (references, anyOf) are
+// followed without consuming text, so a loop of unions is the fault.
+func checkProgress(root *node) error {
+	seen := map[*node]bool{}
+	fine := map[*node]bool{}
+	var walk func(n *node) error
+	walk = func(n *node) error {
+		if seen[n] {
+			return nil
+		}
+		seen[n] = true
+		if n.kind == kUnion && unionLoop(n, map[*node]bool{}, fine) {
+			return fmt.Errorf("$ref: a reference loop that never reaches a value (a schema that is only a reference to itself)")
+		}
+		for _, a := range n.alts {
+			if err := walk(a); err != nil {
+				return err
+			}
+		}
+		for _, p := range n.props {
+			if err := walk(p.value); err != nil {
+				return err
+			}
+		}
+		for _, e := range []*node{n.elem, n.sep} {
+			if e != nil {
+				if err := walk(e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(root)
+}
+
+// unionLoop reports whether following only unions from n comes back to a
+// union on the path.
+func unionLoop(n *node, path, fine map[*node]bool) bool {
+	if n.kind != kUnion || fine[n] {
+		return false
+	}
+	if path[n] {
+		return true
+	}
+	path[n] = true
+	for _, a := range n.alts {
+		if unionLoop(a, path, fine) {
+			return true
+		}
+	}
+	delete(path, n)
+	fine[n] = true
+	return false
 }
 
 // Wrap returns a grammar for text that starts with prefix, then has a

@@ -318,3 +318,37 @@ func TestTokenize(t *testing.T) {
 		t.Errorf("/v1/models: %+v", ml)
 	}
 }
+
+// FuzzSplitTools feeds model text, cut into two pieces, to both call
+// parsers: nothing may panic, calls name a tool and carry a JSON object,
+// and text without the opening tag comes back whole as content.
+func FuzzSplitTools(f *testing.F) {
+	f.Add("<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>", 5)
+	f.Add("text <tool_call>{\"name\":\"add\"}</tool_call> more", 12)
+	f.Add(`{"name": "add", "parameters": {"a": 1}}; {"name": "add", "parameters": {}}`, 3)
+	var defs []toolDef
+	json.Unmarshal([]byte(weatherTools), &defs)
+	f.Fuzz(func(t *testing.T, text string, cut int) {
+		if cut < 0 || cut > len(text) {
+			cut = len(text) / 2
+		}
+		for _, format := range []toolFormat{hermesFormat, llama3Format} {
+			c := &choiceOut{tools: &toolSetup{defs: defs, choice: "auto", format: format}}
+			a, calls := c.splitTools(text[:cut], false)
+			c.calls = append(c.calls, calls...)
+			b, more := c.splitTools(text[cut:], false)
+			c.calls = append(c.calls, more...)
+			d, last := c.splitTools("", true)
+			calls = append(append(calls, more...), last...)
+			for _, call := range calls {
+				var args map[string]any
+				if json.Unmarshal([]byte(call.Function.Arguments), &args) != nil || (call.Function.Name != "add" && call.Function.Name != "get_weather") {
+					t.Errorf("%q: call %+v", text, call)
+				}
+			}
+			if format == hermesFormat && !strings.Contains(text, openTag) && a+b+d != text {
+				t.Errorf("%q came back as %q", text, a+b+d)
+			}
+		}
+	})
+}
