@@ -407,7 +407,7 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 	}
 	// chunk makes a chunk of one choice: new content, tool-call deltas,
 	// logprobs (JSON, or nil), a finish reason.
-	chunk := func(choice int, text *string, calls []toolCallDelta, lp json.RawMessage, finish string, role bool) any {
+	chunk := func(choice int, text *string, calls []toolCallDelta, fn *toolFunctionDelta, lp json.RawMessage, finish string, role bool) any {
 		var fr *string
 		if finish != "" {
 			fr = &finish
@@ -417,7 +417,7 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 		}
 		if g.chat {
 			c := chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: usageField,
-				Choices: []chatChunkChoice{{Index: choice, Delta: chatDelta{Content: text, ToolCalls: calls}, Logprobs: lp, FinishReason: fr}}}
+				Choices: []chatChunkChoice{{Index: choice, Delta: chatDelta{Content: text, ToolCalls: calls, FunctionCall: fn}, Logprobs: lp, FinishReason: fr}}}
 			if role {
 				c.Choices[0].Delta.Role = "assistant"
 			}
@@ -452,7 +452,7 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 	if g.chat {
 		empty := ""
 		for i := range st.N {
-			out.send(chunk(i, &empty, nil, nil, "", true))
+			out.send(chunk(i, &empty, nil, nil, nil, "", true))
 		}
 	}
 	echoed := false
@@ -480,7 +480,7 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 					offsets[i] = len(g.promptText)
 				}
 				text := g.promptText
-				out.send(chunk(i, &text, nil, lp, "", false))
+				out.send(chunk(i, &text, nil, nil, lp, "", false))
 			}
 		}
 		if ev.Prompt != nil {
@@ -498,10 +498,10 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 		}
 		if text != "" || len(calls) > 0 {
 			if text != "" {
-				out.send(chunk(ev.Choice, &text, nil, logprobs(ev.Choice), "", false))
+				out.send(chunk(ev.Choice, &text, nil, nil, logprobs(ev.Choice), "", false))
 			}
-			s.sendCalls(out, calls, len(o.calls)-len(calls), func(d []toolCallDelta) any {
-				return chunk(ev.Choice, nil, d, logprobs(ev.Choice), "", false)
+			s.sendCalls(out, g.tools, calls, len(o.calls)-len(calls), func(d []toolCallDelta, fn *toolFunctionDelta) any {
+				return chunk(ev.Choice, nil, d, fn, logprobs(ev.Choice), "", false)
 			})
 		}
 		if ev.Finish != "" {
@@ -510,7 +510,7 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 			if !g.chat {
 				finish = o.finish
 			}
-			out.send(chunk(ev.Choice, nil, nil, logprobs(ev.Choice), finish, false))
+			out.send(chunk(ev.Choice, nil, nil, nil, logprobs(ev.Choice), finish, false))
 		}
 	}
 	if out.err != nil {

@@ -295,6 +295,8 @@ type responseMessage struct {
 	Content   *string    `json:"content"`
 	Refusal   *string    `json:"refusal"`
 	ToolCalls []toolCall `json:"tool_calls,omitempty"`
+	// FunctionCall answers a request in the legacy functions form.
+	FunctionCall *toolFunction `json:"function_call,omitempty"`
 }
 
 type chatChunk struct {
@@ -318,6 +320,8 @@ type chatDelta struct {
 	Role      string          `json:"role,omitempty"`
 	Content   *string         `json:"content,omitempty"`
 	ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
+	// FunctionCall is a legacy function call's piece.
+	FunctionCall *toolFunctionDelta `json:"function_call,omitempty"`
 }
 
 type textCompletion struct {

@@ -54,6 +54,12 @@ func (c *choiceOut) message() (responseMessage, string) {
 		if finish == "stop" {
 			finish = "tool_calls"
 		}
+		if c.tools.legacy { // functions were asked for: one function_call
+			m.ToolCalls, m.FunctionCall = nil, &c.calls[0].Function
+			if finish == "tool_calls" {
+				finish = "function_call"
+			}
+		}
 		if strings.TrimSpace(text) == "" {
 			return m, finish
 		}

@@ -79,6 +79,7 @@ type toolSetup struct {
 	named    string          // the function, for named
 	parallel bool
 	format   toolFormat
+	legacy   bool // given as functions: answered with function_call, one call
 }
 
 // templateTools is what the chat template does with tools, found once by
@@ -218,6 +219,9 @@ func (s *Server) parseTools(p *sampling) (*toolSetup, *apiError) {
 	}
 	if p.ParallelToolCalls != nil {
 		ts.parallel = *p.ParallelToolCalls
+	}
+	if toolsParam == "functions" {
+		ts.legacy, ts.parallel = true, false
 	}
 	ts.format = s.toolSupport().format
 	return ts, nil
@@ -581,10 +585,18 @@ func heldBack(buf string) int {
 // sendCalls streams calls as OpenAI does: for each, a delta with its
 // index, id, type and name and empty arguments, then one with the
 // arguments. first is the index of the first call.
-func (s *Server) sendCalls(out *sse, calls []toolCall, first int, mk func([]toolCallDelta) any) {
+func (s *Server) sendCalls(out *sse, ts *toolSetup, calls []toolCall, first int, mk func([]toolCallDelta, *toolFunctionDelta) any) {
+	if ts != nil && ts.legacy {
+		if first == 0 && len(calls) > 0 { // one function_call: name, then arguments
+			c := calls[0]
+			out.send(mk(nil, &toolFunctionDelta{Name: c.Function.Name}))
+			out.send(mk(nil, &toolFunctionDelta{Arguments: c.Function.Arguments}))
+		}
+		return
+	}
 	for i, c := range calls {
 		idx := first + i
-		out.send(mk([]toolCallDelta{{Index: idx, ID: c.ID, Type: "function", Function: toolFunctionDelta{Name: c.Function.Name}}}))
-		out.send(mk([]toolCallDelta{{Index: idx, Function: toolFunctionDelta{Arguments: c.Function.Arguments}}}))
+		out.send(mk([]toolCallDelta{{Index: idx, ID: c.ID, Type: "function", Function: toolFunctionDelta{Name: c.Function.Name}}}, nil))
+		out.send(mk([]toolCallDelta{{Index: idx, Function: toolFunctionDelta{Arguments: c.Function.Arguments}}}, nil))
 	}
 }

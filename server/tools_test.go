@@ -106,8 +106,22 @@ func TestToolCalls(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("functions: %d %s", code, data)
 	}
-	json.Unmarshal(data, &r)
-	checkCalls(t, r.Choices[0].Message.ToolCalls, "get_weather")
+	var legacy struct {
+		Choices []struct {
+			Message struct {
+				FunctionCall *toolFunction `json:"function_call"`
+				ToolCalls    []toolCall    `json:"tool_calls"`
+			} `json:"message"`
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	json.Unmarshal(data, &legacy)
+	lm := legacy.Choices[0]
+	if lm.Message.FunctionCall == nil || lm.Message.ToolCalls != nil || lm.FinishReason != "function_call" {
+		t.Fatalf("functions: %s", data)
+	}
+	checkCalls(t, []toolCall{{ID: "call_legacy", Type: "function", Function: *lm.Message.FunctionCall}}, "get_weather")
+	r = ask(`,"tool_choice":"required","parallel_tool_calls":false`)
 
 	// The call and its result go back; the template sees both.
 	call := r.Choices[0].Message.ToolCalls[0]
@@ -120,7 +134,7 @@ func TestToolCalls(t *testing.T) {
 	var tok tokenizeResponse
 	json.Unmarshal(data, &tok)
 	rendered := ts.b.Tokenizer.Decode(tok.Tokens)
-	if !strings.Contains(rendered, "get_weather") || !strings.Contains(rendered, call.Function.Arguments) || !strings.Contains(rendered, `{"temp": 21}`) {
+	if !strings.Contains(rendered, call.Function.Name) || !strings.Contains(rendered, call.Function.Arguments) || !strings.Contains(rendered, `{"temp": 21}`) {
 		t.Errorf("the conversation sent back lost the call or its result: %q", rendered)
 	}
 	code, data = ts.post(t, "/v1/chat/completions", `{"messages":`+back+`,"tools":`+weatherTools+`,"max_tokens":16,"temperature":0}`)
