@@ -288,6 +288,17 @@ func (s *Server) renderChatTools(msgs []chatMessage, tools *toolSetup, addGenera
 		if e != nil {
 			return "", e
 		}
+		if tm.Role == "tool" && !support.callsSeen {
+			// A template that knows no tool calls may know no tool role
+			// either (Gemma's insists on user/assistant turns): the result
+			// goes in a user turn, results of one round in one turn.
+			result := "<tool_response>\n" + tm.Content + "\n</tool_response>"
+			if n := len(out); n > 0 && out[n-1].Role == "user" && strings.HasPrefix(out[n-1].Content, "<tool_response>") {
+				out[n-1].Content += "\n" + result
+				continue
+			}
+			tm = templateMessage{Role: "user", Content: result}
+		}
 		if len(calls) > 0 && !support.callsSeen {
 			// The template drops tool_calls: write them into the content
 			// in the format the model is asked to use.
@@ -382,7 +393,7 @@ func toolsSystemPrompt(defs []toolDef) string {
 		b.Write(line)
 		b.WriteString("\n")
 	}
-	b.WriteString("</tools>\nTo call one, answer with its name and an arguments object in a tool_call block:\n<tool_call>\n{\"name\": \"the function\", \"arguments\": {…}}\n</tool_call>")
+	b.WriteString("</tools>\nTo call one, answer with its name and an arguments object in a tool_call block:\n<tool_call>\n{\"name\": \"the function\", \"arguments\": {…}}\n</tool_call>\nResults come back in tool_response blocks.")
 	return b.String()
 }
 

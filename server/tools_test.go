@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/grammar"
+	"github.com/kvserve/kvserve/tokenizer/chat"
 )
 
 const weatherTools = `[{"type":"function","function":{"name":"get_weather","description":"Current weather in a city","parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":24},"unit":{"type":"string","enum":["celsius","fahrenheit"]}},"required":["city","unit"],"additionalProperties":false}}},
@@ -365,4 +368,52 @@ func FuzzSplitTools(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestToolTemplates renders tools and a call sent back through real
+// models' templates and checks the format chosen from each: Qwen 2.5's
+// <tool_call> (Hermes), Llama 3.1's JSON, and a template without tools.
+func TestToolTemplates(t *testing.T) {
+	for _, tc := range []struct {
+		file      string
+		format    toolFormat
+		renders   bool
+		callsSeen bool
+	}{
+		{"qwen2.5-instruct.jinja", hermesFormat, true, true},
+		{"llama3.1-instruct.jinja", llama3Format, true, true},
+		{"gemma3-it.jinja", hermesFormat, false, false},
+	} {
+		src, err := os.ReadFile(filepath.Join("..", "tokenizer", "chat", "testdata", tc.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := chat.Parse(string(src), chat.Specials{BOS: "<s>", EOS: "</s>"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{b: &engine.Bundle{Name: tc.file, Chat: tmpl}}
+		got := s.toolSupport()
+		if got.format != tc.format || got.renders != tc.renders || got.callsSeen != tc.callsSeen {
+			t.Errorf("%s: %+v, want format %v renders %v calls %v", tc.file, got, tc.format, tc.renders, tc.callsSeen)
+		}
+		var defs []toolDef
+		json.Unmarshal([]byte(weatherTools), &defs)
+		raw, _ := json.Marshal(defs)
+		ts := &toolSetup{defs: defs, raw: raw, choice: "auto", format: got.format}
+		msgs := []chatMessage{
+			{Role: "user", Content: "Weather in Oslo?"},
+			{Role: "assistant", ToolCalls: json.RawMessage(`[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\",\"unit\":\"celsius\"}"}}]`)},
+			{Role: "tool", ToolCallID: "call_1", Name: "get_weather", Content: "-3 degrees"},
+		}
+		text, e := s.renderChat(msgs, ts)
+		if e != nil {
+			t.Fatalf("%s: %v", tc.file, e)
+		}
+		for _, want := range []string{"Current weather in a city", "Oslo", "-3 degrees", "celsius"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: the prompt lacks %q:\n%s", tc.file, want, text)
+			}
+		}
+	}
 }
