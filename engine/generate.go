@@ -84,8 +84,11 @@ func (b *Bundle) Generate(ctx context.Context, cache *kvcache.Seq, req Request, 
 		res.LastLogits = slices.Clone(logits)
 	}
 	sampler := NewSampler(req.Sampling)
+	sampler.SetPrompt(req.Prompt)
 	for len(res.Output) < maxNew {
+		sampler.Adjust(logits)
 		id := sampler.Sample(logits)
+		sampler.Accepted(id)
 		if !req.IgnoreEOS && slices.Contains(b.Stop, id) {
 			res.Finish = FinishStop
 			break

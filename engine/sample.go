@@ -21,6 +21,20 @@ type Sampling struct {
 	TopP float64
 	// Seed makes sampling repeatable.
 	Seed uint64
+	// MinP drops tokens whose probability (after temperature) is below
+	// MinP times the most likely token's; 0 keeps all (vLLM's min_p).
+	MinP float64
+	// PresencePenalty and FrequencyPenalty, in [-2, 2], lower the logits
+	// of tokens already generated: by PresencePenalty once, and by
+	// FrequencyPenalty per occurrence (OpenAI's definitions).
+	PresencePenalty, FrequencyPenalty float64
+	// RepetitionPenalty, when not 0 or 1, divides the positive logits and
+	// multiplies the negative ones of tokens in the prompt or the output
+	// (transformers' and vLLM's repetition_penalty).
+	RepetitionPenalty float64
+	// LogitBias is added to the logits of the tokens it names, each in
+	// [-100, 100]; -100 in effect bans a token.
+	LogitBias map[int]float32
 }
 
 // Validate reports a parameter outside its range.
@@ -33,7 +47,7 @@ func (s Sampling) Validate() error {
 	case s.TopP < 0 || s.TopP > 1 || math.IsNaN(s.TopP):
 		return fmt.Errorf("top-p %v must be in [0, 1]", s.TopP)
 	}
-	return nil
+	return s.validatePenalties()
 }
 
 // Sampler draws tokens from logits. It keeps its random state and scratch
@@ -42,6 +56,9 @@ type Sampler struct {
 	p     Sampling
 	rng   *rand.Rand
 	cands []candidate
+
+	seenPrompt map[int]bool // the prompt's tokens, for the repetition penalty
+	counts     map[int]int  // generated tokens, for the penalties
 }
 
 type candidate struct {
@@ -66,7 +83,8 @@ func Argmax(logits []float32) int {
 }
 
 // Sample picks a token id. The order of the filters follows transformers:
-// temperature, then top-k, then top-p.
+// temperature, then top-k, then top-p, then min-p. Logits of −∞ (masked
+// tokens) are never drawn.
 func (s *Sampler) Sample(logits []float32) int {
 	if s.p.Temperature == 0 {
 		return Argmax(logits)
@@ -76,6 +94,9 @@ func (s *Sampler) Sample(logits []float32) int {
 		c = append(c, candidate{i, float64(v) / s.p.Temperature})
 	}
 	sort.Slice(c, func(a, b int) bool { return c[a].p > c[b].p })
+	for len(c) > 1 && math.IsInf(c[len(c)-1].p, -1) {
+		c = c[:len(c)-1]
+	}
 	if k := s.p.TopK; k > 0 && k < len(c) {
 		c = c[:k]
 	}
@@ -100,6 +121,20 @@ func (s *Sampler) Sample(logits []float32) int {
 		sum = acc
 	} else {
 		sum = 1
+	}
+	if mp := s.p.MinP; mp > 0 {
+		floor := c[0].p * mp
+		cut := len(c)
+		for i := range c {
+			if c[i].p < floor {
+				cut = i
+				break
+			}
+		}
+		for _, x := range c[cut:] {
+			sum -= x.p
+		}
+		c = c[:cut]
 	}
 	s.cands = c
 	r := s.rng.Float64() * sum

@@ -53,6 +53,20 @@ type Job struct {
 	// scratch — the press sees every token it scores — and its cache is
 	// never kept for other requests, which expect every token of a prefix.
 	Press *press.Press
+	// Logprobs asks for each generated token's log-probability
+	// (Event.Logprob), with the TopLogprobs (≤ MaxTopLogprobs) most likely
+	// tokens at its position.
+	Logprobs    bool
+	TopLogprobs int
+	// PromptLogprobs asks for the log-probability of every prompt token
+	// after the first given the tokens before it, with TopLogprobs
+	// alternatives (Event.Prompt, on the request's first event). Such a
+	// prompt is computed whole: cached prefixes have no logits.
+	PromptLogprobs bool
+	// Grammar, if set, constrains every choice's tokens (structured
+	// output); the model's stop tokens are allowed only where the grammar
+	// is complete.
+	Grammar Grammar
 }
 
 // Finish reasons that only the scheduler gives, beside FinishStop and
@@ -213,6 +227,11 @@ type Event struct {
 	Err error
 	// Embedding is an input's pooled embedding (SubmitEmbed).
 	Embedding []float32
+	// Logprob is the sampled token's log-probability, with Job.Logprobs.
+	Logprob *Logprob
+	// Prompt holds the prompt's log-probabilities (Job.PromptLogprobs),
+	// on the request's first event: entry i is token i+1's.
+	Prompt []Logprob
 }
 
 // Stream delivers a request's events. The scheduler never waits for its
@@ -381,6 +400,14 @@ func (s *Scheduler) prepare(ctx context.Context, job Job) (*request, error) {
 	for _, st := range job.Stop {
 		if st == "" {
 			return nil, &ParamError{"stop", "stop strings must not be empty"}
+		}
+	}
+	if job.TopLogprobs < 0 || job.TopLogprobs > MaxTopLogprobs {
+		return nil, &ParamError{"top_logprobs", fmt.Sprintf("%d must be in [0, %d]", job.TopLogprobs, MaxTopLogprobs)}
+	}
+	for id := range job.Sampling.LogitBias {
+		if id >= vocab {
+			return nil, &ParamError{"logit_bias", fmt.Sprintf("token %d is outside the vocabulary of %d", id, vocab)}
 		}
 	}
 	maxNew := limit - len(job.Prompt)

@@ -270,7 +270,7 @@ func (l *loopState) start(r *request) error {
 		shared = prompt[:0]
 		r.observer = press.Observer([]*press.Press{r.job.Press}, 0, len(prompt))
 	}
-	if r.job.NoReuse {
+	if r.job.NoReuse || r.job.PromptLogprobs { // no reuse asked, or every prompt position's logits are needed
 		shared = prompt[:0]
 	}
 	cache, err := c.Acquire(r.job.Salt, shared)
@@ -305,12 +305,18 @@ func (l *loopState) start(r *request) error {
 	for i := range r.seqs {
 		sp := r.job.Sampling
 		sp.Seed += uint64(i)
-		r.seqs[i] = &seq{
+		q := &seq{
 			r: r, choice: i,
 			sampler: NewSampler(sp),
 			dec:     tokenizer.NewStream(s.b.Tokenizer),
 			stop:    stopMatcher{stops: r.job.Stop},
 		}
+		q.sampler.SetPrompt(prompt)
+		if g := r.job.Grammar; g != nil {
+			q.matcher = g.NewMatcher()
+			q.mask = make([]uint64, (s.b.Net.Config.VocabSize+63)/64)
+		}
+		r.seqs[i] = q
 	}
 	r.seqs[0].cache = cache
 	r.seqs[0].logits = make([]float32, s.b.Net.Config.VocabSize)
@@ -368,11 +374,21 @@ func (l *loopState) step() {
 				chunk = min(chunk, embedBudget)
 			}
 			end := min(len(r.job.Prompt), start+chunk)
+			if r.job.PromptLogprobs { // every row comes back: small chunks
+				end = min(end, start+promptLogprobChunk)
+			}
 			budget -= end - start
 			prefill += end - start
 			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer, Pooled: r.pooled}
 			if end == len(r.job.Prompt) && r.embed == nil {
 				st.Output, st.Logits = model.LastLogits, q.logits
+			}
+			if r.job.PromptLogprobs {
+				v := s.b.Net.Config.VocabSize
+				if r.allLogits == nil {
+					r.allLogits = make([]float32, promptLogprobChunk*v)
+				}
+				st.Output, st.Logits = model.AllLogits, r.allLogits[:(end-start)*v]
 			}
 			l.steps = append(l.steps, st)
 			l.owners = append(l.owners, q)
@@ -402,6 +418,9 @@ func (l *loopState) step() {
 			continue
 		}
 		if !r.prefilled {
+			if r.job.PromptLogprobs {
+				l.promptLogprobs(r, l.steps[i])
+			}
 			if q.cache.Next() == len(r.job.Prompt) {
 				if r.embed != nil {
 					l.embedded(r)
@@ -523,11 +542,64 @@ func (l *loopState) prefilled(r *request) {
 	}
 }
 
+// promptLogprobChunk is the most prompt tokens a step computes for a
+// request that wants the prompt's logprobs (each comes back as a row).
+const promptLogprobChunk = 16
+
+// promptLogprobs turns the rows of a prompt chunk into the logprobs of the
+// prompt tokens they predict; after the last chunk it hands them out, and
+// the last row becomes the logits the first token is sampled from.
+func (l *loopState) promptLogprobs(r *request, st model.Step) {
+	v := l.s.b.Net.Config.VocabSize
+	prompt := r.job.Prompt
+	start := r.seqs[0].cache.Next() - len(st.Tokens)
+	for j := range st.Tokens {
+		row := st.Logits[j*v : (j+1)*v]
+		if next := start + j + 1; next < len(prompt) {
+			r.promptLP = append(r.promptLP, logprobOf(row, prompt[next], r.job.TopLogprobs))
+		} else {
+			copy(r.seqs[0].logits, row)
+		}
+	}
+	if start+len(st.Tokens) == len(prompt) {
+		r.allLogits = nil
+		r.stream.push(false, r.usage(), Event{Token: -1, Prompt: r.promptLP})
+		r.promptLP = nil
+	}
+}
+
 // sample draws a choice's next token and hands out its text; it ends the
-// choice at a stop token, a stop string or its token limit.
+// choice at a stop token, a stop string or its token limit. Before the
+// draw, the logprobs are taken from the raw logits, then the sampler
+// adjusts them and the grammar masks them.
 func (l *loopState) sample(q *seq, logits []float32) {
 	r := q.r
+	if r.job.Logprobs {
+		q.raw = append(q.raw[:0], logits...)
+	}
+	q.sampler.Adjust(logits)
+	if q.matcher != nil {
+		q.matcher.FillMask(q.mask)
+		if q.matcher.CanEnd() && !r.job.IgnoreEOS {
+			for _, id := range l.s.b.Stop {
+				if id >= 0 && id/64 < len(q.mask) {
+					q.mask[id/64] |= 1 << (id % 64)
+				}
+			}
+		}
+		if !anyBit(q.mask) { // complete, and nothing may follow
+			l.finish(q, FinishStop)
+			return
+		}
+		applyMask(logits, q.mask)
+	}
 	id := q.sampler.Sample(logits)
+	q.sampler.Accepted(id)
+	var lp *Logprob
+	if r.job.Logprobs {
+		x := logprobOf(q.raw, id, r.job.TopLogprobs)
+		lp = &x
+	}
 	now := time.Now()
 	if !r.sawToken {
 		r.sawToken = true
@@ -541,22 +613,36 @@ func (l *loopState) sample(q *seq, logits []float32) {
 		l.finish(q, FinishStop)
 		return
 	}
+	if q.matcher != nil && !q.matcher.Accept(id) {
+		l.fail(r, fmt.Errorf("engine: the grammar refused token %d that its mask allowed", id))
+		return
+	}
 	q.out = append(q.out, id)
 	r.completion++
 	l.totals.GeneratedTokens++
 	text, hit := q.stop.push(q.dec.Push(id))
 	if hit {
 		q.dec.Flush() // what follows the stop string is dropped
-		l.emit(q, Event{Choice: q.choice, Text: text, Token: id})
+		l.emit(q, Event{Choice: q.choice, Text: text, Token: id, Logprob: lp})
 		l.finish(q, FinishStop)
 		return
 	}
-	l.emit(q, Event{Choice: q.choice, Text: text, Token: id})
+	l.emit(q, Event{Choice: q.choice, Text: text, Token: id, Logprob: lp})
 	if len(q.out) >= r.maxNew {
 		l.finish(q, FinishLength)
 		return
 	}
 	q.in[0] = id
+}
+
+// anyBit reports whether a bit set has a bit set.
+func anyBit(mask []uint64) bool {
+	for _, w := range mask {
+		if w != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // emit hands an event to the request's reader.

@@ -40,6 +40,9 @@ type request struct {
 	embed  [][]int
 	input  int
 	pooled []float64
+
+	promptLP  []Logprob // the prompt's logprobs so far (Job.PromptLogprobs)
+	allLogits []float32 // rows of a prompt chunk, for promptLP
 }
 
 // slots returns the batch places the request takes.
@@ -81,6 +84,10 @@ type seq struct {
 	logits  []float32 // one vocab-sized row
 	last    time.Time // when the previous token was sampled
 	done    bool
+
+	matcher Matcher   // the job's grammar for this choice, or nil
+	mask    []uint64  // the matcher's token bit set
+	raw     []float32 // the logits before they are adjusted, for logprobs
 }
 
 // tokens returns the ids that the sequence's cache holds.

@@ -14,7 +14,6 @@ import (
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/tokenizer"
-	"github.com/kvserve/kvserve/tokenizer/chat"
 )
 
 // fingerprint is the system_fingerprint of every response.
@@ -31,7 +30,11 @@ type generation struct {
 	job          engine.Job
 	stream       bool
 	includeUsage bool
-	cacheSalt    *string // the request's cache_salt, checked
+	cacheSalt    *string    // the request's cache_salt, checked
+	echo         bool       // completions: the prompt's text goes before the output
+	promptText   string     // the prompt as text, for echo
+	tools        *toolSetup // chat with tools, or nil
+	structured   bool       // response_format json_object or json_schema
 }
 
 // chatCompletions answers POST /v1/chat/completions.
@@ -58,23 +61,28 @@ func (s *Server) parseChat(req *chatRequest) (*generation, *apiError) {
 	if len(req.Messages) == 0 {
 		return nil, invalid("messages", "invalid_value", "messages must be a non-empty list")
 	}
-	msgs := make([]chat.Message, len(req.Messages))
 	for i, m := range req.Messages {
 		if m.Role == "" {
 			return nil, invalid(fmt.Sprintf("messages[%d].role", i), "invalid_value", "messages[%d] has no role", i)
 		}
-		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content)}
 	}
-	prompt, e := s.encodeChat(msgs, s.b.ContextLength()-1)
+	tools, e := s.parseTools(&req.sampling)
 	if e != nil {
 		return nil, e
 	}
-	g := &generation{chat: true, prompt: prompt, promptParam: "messages"}
+	prompt, e := s.encodeChat(req.Messages, tools, s.b.ContextLength()-1)
+	if e != nil {
+		return nil, e
+	}
+	g := &generation{chat: true, prompt: prompt, promptParam: "messages", tools: tools}
 	maxTok := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
 		maxTok = req.MaxCompletionTokens
 	}
 	if e := s.parseSampling(&req.sampling, maxTok, g); e != nil {
+		return nil, e
+	}
+	if e := s.constrainTools(g); e != nil {
 		return nil, e
 	}
 	return g, nil
@@ -118,8 +126,12 @@ func (s *Server) parseCompletion(req *completionRequest) (*generation, *apiError
 		if g.prompt, e = s.encodePrompt(p.Texts[0], "prompt", s.b.ContextLength()-1, tokenizer.EncodeOptions{}); e != nil {
 			return nil, e
 		}
+		g.promptText = p.Texts[0]
 	} else {
 		g.prompt = p.IDs[0]
+		if req.Echo {
+			g.promptText = s.b.Tokenizer.Decode(validIDs(g.prompt, s.b.Net.Config.VocabSize))
+		}
 	}
 	if req.MaxTokens == nil {
 		n := 16 // OpenAI's default for completions
@@ -208,7 +220,25 @@ func (s *Server) parseSampling(p *sampling, maxTokens *int, g *generation) *apiE
 	g.stream = p.Stream
 	g.includeUsage = p.StreamOptions != nil && p.StreamOptions.IncludeUsage
 	g.job = job
-	return nil
+	if e := s.parsePenalties(p, &g.job); e != nil {
+		return e
+	}
+	if e := s.parseLogprobs(p, g); e != nil {
+		return e
+	}
+	return s.parseResponseFormat(p, g)
+}
+
+// validIDs returns the ids that name tokens (the engine rejects the
+// others; echo must not fail first).
+func validIDs(ids []int, vocab int) []int {
+	out := make([]int, 0, len(ids))
+	for _, id := range ids {
+		if id >= 0 && id < vocab {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // maxCacheSalt bounds a request's cache_salt.
@@ -262,8 +292,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation)
 		s.streamOut(w, r, g, st, id)
 		return
 	}
-	texts := make([]strings.Builder, st.N)
-	finish := make([]string, st.N)
+	outs := s.choiceOuts(g, st.N)
+	var promptLP []engine.Logprob
 	for {
 		ev, err := st.Recv(r.Context())
 		if err == io.EOF {
@@ -278,27 +308,62 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation)
 			}
 			return
 		}
-		texts[ev.Choice].WriteString(ev.Text)
+		if ev.Prompt != nil {
+			promptLP = ev.Prompt
+			continue
+		}
+		o := outs[ev.Choice]
+		if ev.Logprob != nil {
+			o.lps = append(o.lps, *ev.Logprob)
+		}
+		o.push(ev.Text)
 		if ev.Finish != "" {
-			finish[ev.Choice] = string(ev.Finish)
+			o.flush()
+			o.finish = string(ev.Finish)
 		}
 	}
 	u := toUsage(st.Usage())
 	created := time.Now().Unix()
 	if g.chat {
 		resp := chatCompletion{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: u}
-		for i := range texts {
-			resp.Choices = append(resp.Choices, chatChoice{Index: i, Message: responseMessage{Role: "assistant", Content: texts[i].String()}, Logprobs: jsonNull, FinishReason: finish[i]})
+		for i, o := range outs {
+			msg, finish := o.message()
+			lp := jsonNull
+			if g.job.Logprobs {
+				lp = s.chatLogprobsOf(o.lps)
+			}
+			resp.Choices = append(resp.Choices, chatChoice{Index: i, Message: msg, Logprobs: lp, FinishReason: finish})
 		}
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
 	ub, _ := json.Marshal(u)
 	resp := textCompletion{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: ub}
-	for i := range texts {
-		resp.Choices = append(resp.Choices, textChoice{Text: texts[i].String(), Index: i, Logprobs: jsonNull, FinishReason: &finish[i]})
+	for i, o := range outs {
+		text := o.content.String()
+		lp := jsonNull
+		if g.job.Logprobs {
+			var ids []int
+			if g.echo {
+				ids = g.prompt
+			}
+			lp = s.legacyLogprobsOf(ids, promptLP, o.lps, 0)
+		}
+		if g.echo {
+			text = g.promptText + text
+		}
+		resp.Choices = append(resp.Choices, textChoice{Text: text, Index: i, Logprobs: lp, FinishReason: &o.finish})
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// choiceOuts returns a choiceOut for each of n choices.
+func (s *Server) choiceOuts(g *generation, n int) []*choiceOut {
+	outs := make([]*choiceOut, n)
+	for i := range outs {
+		outs[i] = &choiceOut{tools: g.tools}
+	}
+	return outs
 }
 
 func toUsage(u engine.Usage) usage {
@@ -356,14 +421,19 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 	if g.includeUsage {
 		usageField = jsonNull
 	}
-	chunk := func(choice int, text *string, finish string, role bool) any {
+	// chunk makes a chunk of one choice: new content, tool-call deltas,
+	// logprobs (JSON, or nil), a finish reason.
+	chunk := func(choice int, text *string, calls []toolCallDelta, fn *toolFunctionDelta, lp json.RawMessage, finish string, role bool) any {
 		var fr *string
 		if finish != "" {
 			fr = &finish
 		}
+		if lp == nil {
+			lp = jsonNull
+		}
 		if g.chat {
 			c := chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: usageField,
-				Choices: []chatChunkChoice{{Index: choice, Delta: chatDelta{Content: text}, Logprobs: jsonNull, FinishReason: fr}}}
+				Choices: []chatChunkChoice{{Index: choice, Delta: chatDelta{Content: text, ToolCalls: calls, FunctionCall: fn}, Logprobs: lp, FinishReason: fr}}}
 			if role {
 				c.Choices[0].Delta.Role = "assistant"
 			}
@@ -374,14 +444,34 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 			t = *text
 		}
 		return textCompletion{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, SystemFingerprint: fingerprint, Usage: usageField,
-			Choices: []textChoice{{Text: t, Index: choice, Logprobs: jsonNull, FinishReason: fr}}}
+			Choices: []textChoice{{Text: t, Index: choice, Logprobs: lp, FinishReason: fr}}}
+	}
+	outs := s.choiceOuts(g, st.N)
+	offsets := make([]int, st.N) // completions: text offsets of the next logprobs
+	// logprobs returns a choice's logprobs not yet sent, as JSON.
+	logprobs := func(choice int) json.RawMessage {
+		o := outs[choice]
+		if !g.job.Logprobs || o.pending == len(o.lps) {
+			return nil
+		}
+		lps := o.takeLogprobs()
+		if g.chat {
+			return s.chatLogprobsOf(lps)
+		}
+		data := s.legacyLogprobsOf(nil, nil, lps, offsets[choice])
+		for _, lp := range lps {
+			t, _ := s.tokenText(lp.Token)
+			offsets[choice] += len(t)
+		}
+		return data
 	}
 	if g.chat {
 		empty := ""
 		for i := range st.N {
-			out.send(chunk(i, &empty, "", true))
+			out.send(chunk(i, &empty, nil, nil, nil, "", true))
 		}
 	}
+	echoed := false
 	for out.err == nil {
 		ev, err := st.Recv(r.Context())
 		if err == io.EOF {
@@ -397,12 +487,46 @@ func (s *Server) streamOut(w http.ResponseWriter, r *http.Request, g *generation
 			}
 			return
 		}
-		if ev.Text != "" {
-			text := ev.Text
-			out.send(chunk(ev.Choice, &text, "", false))
+		if g.echo && !echoed { // the prompt first, with its logprobs if asked
+			echoed = true
+			for i := range st.N {
+				var lp json.RawMessage
+				if g.job.Logprobs {
+					lp = s.legacyLogprobsOf(g.prompt, ev.Prompt, nil, 0)
+					offsets[i] = len(g.promptText)
+				}
+				text := g.promptText
+				out.send(chunk(i, &text, nil, nil, lp, "", false))
+			}
+		}
+		if ev.Prompt != nil {
+			continue
+		}
+		o := outs[ev.Choice]
+		if ev.Logprob != nil {
+			o.lps = append(o.lps, *ev.Logprob)
+		}
+		text, calls := o.push(ev.Text)
+		if ev.Finish != "" {
+			t2, c2 := o.flush()
+			text += t2
+			calls = append(calls, c2...)
+		}
+		if text != "" || len(calls) > 0 {
+			if text != "" {
+				out.send(chunk(ev.Choice, &text, nil, nil, logprobs(ev.Choice), "", false))
+			}
+			s.sendCalls(out, g.tools, calls, len(o.calls)-len(calls), func(d []toolCallDelta, fn *toolFunctionDelta) any {
+				return chunk(ev.Choice, nil, d, fn, logprobs(ev.Choice), "", false)
+			})
 		}
 		if ev.Finish != "" {
-			out.send(chunk(ev.Choice, nil, string(ev.Finish), false))
+			o.finish = string(ev.Finish)
+			_, finish := o.message()
+			if !g.chat {
+				finish = o.finish
+			}
+			out.send(chunk(ev.Choice, nil, nil, nil, logprobs(ev.Choice), finish, false))
 		}
 	}
 	if out.err != nil {

@@ -61,6 +61,12 @@ type sampling struct {
 	Tools               json.RawMessage `json:"tools"`
 	ResponseFormat      json.RawMessage `json:"response_format"`
 	Echo                bool            `json:"echo"`
+	RepetitionPenalty   *float64        `json:"repetition_penalty"` // an extension, as in vLLM
+	MinP                *float64        `json:"min_p"`              // an extension, as in vLLM
+	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
+	Functions           json.RawMessage `json:"functions"`     // the legacy form of tools
+	FunctionCall        json.RawMessage `json:"function_call"` // the legacy form of tool_choice
 	BestOf              *int            `json:"best_of"`
 	Suffix              *string         `json:"suffix"`
 }
@@ -143,36 +149,11 @@ func describe(t reflect.Type) string {
 // unsupported rejects features this server does not implement, when a
 // request asks for them with other than their default values.
 func (p *sampling) unsupported() *apiError {
-	off := func(raw json.RawMessage) bool {
-		t := string(bytes.TrimSpace(raw))
-		return t == "" || t == "null" || t == "false" || t == "0"
-	}
-	zero := func(f *float64) bool { return f == nil || *f == 0 }
 	switch {
-	case !off(p.Logprobs) || (p.TopLogprobs != nil && *p.TopLogprobs != 0):
-		return invalid("logprobs", "unsupported_parameter", "logprobs are not supported yet")
-	case !zero(p.PresencePenalty):
-		return invalid("presence_penalty", "unsupported_parameter", "presence_penalty is not supported yet")
-	case !zero(p.FrequencyPenalty):
-		return invalid("frequency_penalty", "unsupported_parameter", "frequency_penalty is not supported yet")
-	case len(p.LogitBias) > 0:
-		return invalid("logit_bias", "unsupported_parameter", "logit_bias is not supported yet")
-	case !off(p.Tools) && string(bytes.TrimSpace(p.Tools)) != "[]":
-		return invalid("tools", "unsupported_parameter", "tools are not supported")
-	case p.Echo:
-		return invalid("echo", "unsupported_parameter", "echo is not supported")
 	case p.BestOf != nil && *p.BestOf > 1:
 		return invalid("best_of", "unsupported_parameter", "best_of is not supported")
 	case p.Suffix != nil && *p.Suffix != "":
 		return invalid("suffix", "unsupported_parameter", "suffix is not supported")
-	}
-	if !off(p.ResponseFormat) {
-		var rf struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(p.ResponseFormat, &rf) != nil || rf.Type != "text" {
-			return invalid("response_format", "unsupported_parameter", "response_format other than text is not supported")
-		}
 	}
 	return nil
 }
@@ -184,8 +165,12 @@ type chatRequest struct {
 }
 
 type chatMessage struct {
-	Role    string      `json:"role"`
-	Content chatContent `json:"content"`
+	Role         string          `json:"role"`
+	Content      chatContent     `json:"content"`
+	Name         string          `json:"name"`
+	ToolCalls    json.RawMessage `json:"tool_calls"`    // an assistant's calls, sent back
+	ToolCallID   string          `json:"tool_call_id"`  // a tool message's answer to a call
+	FunctionCall json.RawMessage `json:"function_call"` // the legacy form of tool_calls
 }
 
 // chatContent is a message's content: a string, null, or a list of parts
@@ -306,9 +291,12 @@ type chatChoice struct {
 }
 
 type responseMessage struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"`
+	Role      string     `json:"role"`
+	Content   *string    `json:"content"`
+	Refusal   *string    `json:"refusal"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
+	// FunctionCall answers a request in the legacy functions form.
+	FunctionCall *toolFunction `json:"function_call,omitempty"`
 }
 
 type chatChunk struct {
@@ -329,8 +317,11 @@ type chatChunkChoice struct {
 }
 
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Content   *string         `json:"content,omitempty"`
+	ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
+	// FunctionCall is a legacy function call's piece.
+	FunctionCall *toolFunctionDelta `json:"function_call,omitempty"`
 }
 
 type textCompletion struct {

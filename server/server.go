@@ -118,6 +118,8 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 	route("/v1/models", http.MethodGet, s.models)
 	route("/v1/models/{id...}", http.MethodGet, s.model)
 	route("/health", http.MethodGet, s.health)
+	route("/tokenize", http.MethodPost, s.tokenize)
+	route("/detokenize", http.MethodPost, s.detokenize)
 	metrics := s.metrics.Handler()
 	route("/metrics", http.MethodGet, metrics.ServeHTTP)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

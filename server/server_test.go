@@ -369,7 +369,7 @@ func TestErrors(t *testing.T) {
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":0}`, 400, "max_tokens", "invalid_value", ""},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":9}`, 400, "n", "invalid_value", ""},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"stop":7}`, 400, "stop", "invalid_type", ""},
-		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"logprobs":true}`, 400, "logprobs", "unsupported_parameter", ""},
+		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"top_logprobs":3}`, 400, "top_logprobs", "invalid_value", "logprobs: true"},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}`, 400, "stream_options", "invalid_value", ""},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"kv_press":"nosuch"}`, 400, "kv_press", "invalid_value", "unknown press"},
 		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"kv_press":"keydiff","kv_press_ratio":1}`, 400, "kv_press_ratio", "invalid_value", "[0, 1)"},

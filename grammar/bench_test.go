@@ -1,0 +1,87 @@
+package grammar_test
+
+import (
+	"testing"
+
+	"github.com/kvserve/kvserve/compute"
+	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/grammar"
+	"github.com/kvserve/kvserve/model"
+)
+
+// The mask's cost is measured against what it is added to: one decode
+// step of tinychat. Run with
+//
+//	go test ./grammar -run '^$' -bench . -benchtime 200x
+//
+// and compare ns/op of BenchmarkMask/* with BenchmarkDecodeStep.
+
+var benchSchema = []byte(`{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"},"tags":{"type":"array","items":{"type":"string","enum":["a","b","c"]}},"address":{"type":"object","properties":{"street":{"type":"string"},"zip":{"type":"number"}},"required":["street","zip"]}},"required":["name","age","tags","address"]}`)
+
+func openTiny(b *testing.B) *engine.Bundle {
+	bundle, err := engine.Open("", compute.NewPool(0))
+	if err != nil {
+		b.Skip(err)
+	}
+	return bundle
+}
+
+// BenchmarkDecodeStep is one token through tinychat after a 128-token
+// prompt, logits of the last position out.
+func BenchmarkDecodeStep(b *testing.B) {
+	bundle := openTiny(b)
+	prompt := make([]int, 128)
+	for i := range prompt {
+		prompt[i] = 100 + i
+	}
+	cache := bundle.Net.NewCache()
+	if _, err := bundle.Net.Forward(cache, prompt, model.NoLogits); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := bundle.Net.Forward(cache, []int{42}, model.LastLogits); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		cache.Truncate(128)
+		b.StartTimer()
+	}
+}
+
+// BenchmarkMask is FillMask at typical places of a JSON answer.
+func BenchmarkMask(b *testing.B) {
+	bundle := openTiny(b)
+	t := bundle.Tokenizer
+	v := grammar.NewVocab(bundle.Net.Config.VocabSize, t.TokenBytes, t.IsSpecial)
+	g, err := grammar.FromSchema(benchSchema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mask := make([]uint64, (v.Size()+63)/64)
+	for _, at := range []struct{ name, prefix string }{
+		{"start", ``},
+		{"key", `{`},
+		{"string", `{"name": "Ann Ma`},
+		{"number", `{"name": "Ann", "age": 4`},
+		{"enum", `{"name": "Ann", "age": 4, "tags": ["`},
+		{"nested-key", `{"name": "Ann", "age": 4, "tags": ["a"], "address": {"st`},
+	} {
+		m := g.NewMatcher(v)
+		if !m.AcceptBytes([]byte(at.prefix)) {
+			b.Fatalf("%s: prefix refused", at.name)
+		}
+		b.Run(at.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				m.FillMask(mask)
+			}
+		})
+	}
+	any := grammar.JSONObject().NewMatcher(v)
+	any.AcceptBytes([]byte(`{"a": [1, {"b": `))
+	b.Run("json_object-value", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			any.FillMask(mask)
+		}
+	})
+}
