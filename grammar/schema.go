@@ -3,6 +3,7 @@ package grammar
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -156,6 +157,14 @@ func Const(v any) *Grammar {
 
 func lit(s string) *node { return &node{kind: kLiteral, lits: []string{s}} }
 
+// literals returns the node of some exact texts, sorted and without
+// repeats, as the matcher wants them.
+func literals(texts ...string) *node {
+	sorted := append([]string(nil), texts...)
+	sort.Strings(sorted)
+	return &node{kind: kLiteral, lits: slices.Compact(sorted)}
+}
+
 type compiler struct {
 	root any
 	refs map[string]*node
@@ -203,15 +212,15 @@ func (c *compiler) object(s map[string]any, path string) (*node, error) {
 		if !ok || len(list) == 0 {
 			return nil, fmt.Errorf("%s/enum: want a non-empty list", path)
 		}
-		n := &node{kind: kLiteral}
+		var texts []string
 		for _, x := range list {
 			b, err := compact(x)
 			if err != nil {
 				return nil, fmt.Errorf("%s/enum: %v", path, err)
 			}
-			n.lits = append(n.lits, b)
+			texts = append(texts, b)
 		}
-		return n, nil
+		return literals(texts...), nil
 	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		if e, ok := s[kw]; ok {
@@ -278,7 +287,7 @@ func (c *compiler) typed(t string, s map[string]any, path string) (*node, error)
 	case "null":
 		return lit("null"), nil
 	case "boolean":
-		return &node{kind: kLiteral, lits: []string{"true", "false"}}, nil
+		return literals("true", "false"), nil
 	case "integer":
 		return &node{kind: kInteger}, nil
 	case "number":
