@@ -166,11 +166,23 @@ func literals(texts ...string) *node {
 }
 
 type compiler struct {
-	root any
-	refs map[string]*node
+	root  any
+	refs  map[string]*node
+	nodes int
 }
 
+// Bounds on a schema, so that one request's grammar cannot slow the batch
+// it decodes in: the alternatives of one anyOf/oneOf, and the schemas in
+// all.
+const (
+	maxAlternatives = 16
+	maxNodes        = 20000
+)
+
 func (c *compiler) compile(v any, path string) (*node, error) {
+	if c.nodes++; c.nodes > maxNodes {
+		return nil, fmt.Errorf("%s: the schema has more than %d subschemas", path, maxNodes)
+	}
 	switch s := v.(type) {
 	case bool:
 		if s {
@@ -227,6 +239,9 @@ func (c *compiler) object(s map[string]any, path string) (*node, error) {
 			list, ok := e.([]any)
 			if !ok || len(list) == 0 {
 				return nil, fmt.Errorf("%s/%s: want a non-empty list of schemas", path, kw)
+			}
+			if len(list) > maxAlternatives {
+				return nil, fmt.Errorf("%s/%s: %d alternatives; at most %d (each is followed at every byte)", path, kw, len(list), maxAlternatives)
 			}
 			u := &node{kind: kUnion}
 			for i, x := range list {
