@@ -2,6 +2,7 @@ package grammar
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"strings"
@@ -174,6 +175,32 @@ func TestUnsupportedKeywords(t *testing.T) {
 		name := strings.Trim(strings.SplitN(kw, ":", 2)[0], `"`)
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: got %v, want an error naming it", kw, err)
+		}
+	}
+}
+
+// TestLargeEnum checks an enum of more values than the matcher follows
+// states at once, sharing prefixes, and numeric consts that prefix each
+// other.
+func TestLargeEnum(t *testing.T) {
+	var vals []string
+	for i := range 300 {
+		vals = append(vals, fmt.Sprintf(`"item-%d"`, i))
+	}
+	g, err := FromSchema([]byte(`{"enum":[` + strings.Join(vals, ",") + `,1,12,123]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{`"item-0"`, `"item-299"`, `"item-29"`, `1`, `12`, `123`} {
+		m := g.NewMatcher(&Vocab{})
+		if !m.AcceptBytes([]byte(text)) || !m.CanEnd() {
+			t.Errorf("refused %s", text)
+		}
+	}
+	for _, text := range []string{`"item-300"`, `"item-"`, `1234`, `2`} {
+		m := g.NewMatcher(&Vocab{})
+		if m.AcceptBytes([]byte(text)) && m.CanEnd() {
+			t.Errorf("accepted %s", text)
 		}
 	}
 }

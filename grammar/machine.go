@@ -12,6 +12,7 @@ type frame struct {
 	pos uint8 // the phase within the node
 	i   int32 // property, literal or item index; repetition count
 	off int32 // offset in a literal or key; characters or digits so far
+	j   int32 // the last literal still possible (i is the first)
 }
 
 // link is the stack below the top frame.
@@ -181,31 +182,31 @@ func step(s state, b byte, out []state) []state {
 		return out
 
 	case kLiteral:
+		// The literals are sorted, so those that share the bytes read so
+		// far are the range i..j; one state follows all of them.
+		lo, hi, off := int(f.i), int(f.j), int(f.off)
 		if f.pos == pStart {
-			for j, l := range n.lits {
-				if len(l) == 0 || l[0] != b {
-					continue
-				}
-				if len(l) == 1 {
-					out = append(out, s.pop())
-					continue
-				}
-				t := s
-				t.top = frame{n: n, pos: pKey, i: int32(j), off: 1}
-				out = append(out, t)
-			}
+			lo, hi, off = 0, len(n.lits)-1, 0
+		}
+		for lo <= hi && (len(n.lits[lo]) <= off || n.lits[lo][off] < b) {
+			lo++
+		}
+		for hi >= lo && (len(n.lits[hi]) <= off || n.lits[hi][off] > b) {
+			hi--
+		}
+		if lo > hi {
 			return out
 		}
-		l := n.lits[f.i]
-		if l[f.off] != b {
-			return out
+		if len(n.lits[lo]) == off+1 { // one literal ends here
+			out = append(out, s.pop())
+			lo++
 		}
-		if int(f.off)+1 == len(l) {
-			return append(out, s.pop())
+		if lo <= hi {
+			t := s
+			t.top = frame{n: n, pos: pKey, i: int32(lo), j: int32(hi), off: int32(off + 1)}
+			out = append(out, t)
 		}
-		t := s
-		t.top.off++
-		return append(out, t)
+		return out
 
 	case kString:
 		switch f.pos {

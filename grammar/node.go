@@ -39,7 +39,7 @@ type node struct {
 	props []prop   // kObject
 	elem  *node    // kMap values, kArray items, kRepeat item
 	sep   *node    // kRepeat separator
-	lits  []string // kLiteral
+	lits  []string // kLiteral, sorted, no repeats
 	alts  []*node  // kUnion alternatives, kSeq parts
 	min   int      // kArray items, kString characters, kRepeat repetitions
 	max   int      // the same; -1 for no bound
@@ -76,6 +76,6 @@ func init() {
 		{kind: kArray, elem: anyNode, max: -1},
 		{kind: kString, max: -1},
 		{kind: kNumber},
-		{kind: kLiteral, lits: []string{"true", "false", "null"}},
+		literals("true", "false", "null"),
 	}
 }

@@ -3,6 +3,7 @@ package grammar
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -156,12 +157,32 @@ func Const(v any) *Grammar {
 
 func lit(s string) *node { return &node{kind: kLiteral, lits: []string{s}} }
 
-type compiler struct {
-	root any
-	refs map[string]*node
+// literals returns the node of some exact texts, sorted and without
+// repeats, as the matcher wants them.
+func literals(texts ...string) *node {
+	sorted := append([]string(nil), texts...)
+	sort.Strings(sorted)
+	return &node{kind: kLiteral, lits: slices.Compact(sorted)}
 }
 
+type compiler struct {
+	root  any
+	refs  map[string]*node
+	nodes int
+}
+
+// Bounds on a schema, so that one request's grammar cannot slow the batch
+// it decodes in: the alternatives of one anyOf/oneOf, and the schemas in
+// all.
+const (
+	maxAlternatives = 16
+	maxNodes        = 20000
+)
+
 func (c *compiler) compile(v any, path string) (*node, error) {
+	if c.nodes++; c.nodes > maxNodes {
+		return nil, fmt.Errorf("%s: the schema has more than %d subschemas", path, maxNodes)
+	}
 	switch s := v.(type) {
 	case bool:
 		if s {
@@ -203,21 +224,24 @@ func (c *compiler) object(s map[string]any, path string) (*node, error) {
 		if !ok || len(list) == 0 {
 			return nil, fmt.Errorf("%s/enum: want a non-empty list", path)
 		}
-		n := &node{kind: kLiteral}
+		var texts []string
 		for _, x := range list {
 			b, err := compact(x)
 			if err != nil {
 				return nil, fmt.Errorf("%s/enum: %v", path, err)
 			}
-			n.lits = append(n.lits, b)
+			texts = append(texts, b)
 		}
-		return n, nil
+		return literals(texts...), nil
 	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		if e, ok := s[kw]; ok {
 			list, ok := e.([]any)
 			if !ok || len(list) == 0 {
 				return nil, fmt.Errorf("%s/%s: want a non-empty list of schemas", path, kw)
+			}
+			if len(list) > maxAlternatives {
+				return nil, fmt.Errorf("%s/%s: %d alternatives; at most %d (each is followed at every byte)", path, kw, len(list), maxAlternatives)
 			}
 			u := &node{kind: kUnion}
 			for i, x := range list {
@@ -278,7 +302,7 @@ func (c *compiler) typed(t string, s map[string]any, path string) (*node, error)
 	case "null":
 		return lit("null"), nil
 	case "boolean":
-		return &node{kind: kLiteral, lits: []string{"true", "false"}}, nil
+		return literals("true", "false"), nil
 	case "integer":
 		return &node{kind: kInteger}, nil
 	case "number":

@@ -133,6 +133,9 @@ func (s *Server) parseCompletion(req *completionRequest) (*generation, *apiError
 			g.promptText = s.b.Tokenizer.Decode(validIDs(g.prompt, s.b.Net.Config.VocabSize))
 		}
 	}
+	if e := chatOnlyTools(&req.sampling); e != nil {
+		return nil, e
+	}
 	if req.MaxTokens == nil {
 		n := 16 // OpenAI's default for completions
 		req.MaxTokens = &n

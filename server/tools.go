@@ -163,6 +163,9 @@ func (s *Server) parseTools(p *sampling) (*toolSetup, *apiError) {
 		}
 	}
 	if !has(rawTools) || string(bytes.TrimSpace(rawTools)) == "[]" {
+		if p.ParallelToolCalls != nil {
+			return nil, invalid("parallel_tool_calls", "invalid_value", "parallel_tool_calls is only allowed with tools")
+		}
 		if has(rawChoice) {
 			var word string
 			if json.Unmarshal(rawChoice, &word) == nil && word == "none" {
@@ -225,6 +228,26 @@ func (s *Server) parseTools(p *sampling) (*toolSetup, *apiError) {
 	}
 	ts.format = s.toolSupport().format
 	return ts, nil
+}
+
+// chatOnlyTools rejects the tool fields on /v1/completions, which has no
+// messages to carry calls.
+func chatOnlyTools(p *sampling) *apiError {
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"tools", len(bytes.TrimSpace(p.Tools)) > 0 && string(bytes.TrimSpace(p.Tools)) != "null"},
+		{"tool_choice", len(bytes.TrimSpace(p.ToolChoice)) > 0 && string(bytes.TrimSpace(p.ToolChoice)) != "null"},
+		{"parallel_tool_calls", p.ParallelToolCalls != nil},
+		{"functions", len(bytes.TrimSpace(p.Functions)) > 0 && string(bytes.TrimSpace(p.Functions)) != "null"},
+		{"function_call", len(bytes.TrimSpace(p.FunctionCall)) > 0 && string(bytes.TrimSpace(p.FunctionCall)) != "null"},
+	} {
+		if f.set {
+			return invalid(f.name, "unsupported_parameter", "%s is a parameter of /v1/chat/completions, not of /v1/completions", f.name)
+		}
+	}
+	return nil
 }
 
 // validName reports whether a function name is as OpenAI allows.

@@ -284,6 +284,9 @@ func TestUnsupportedCombinations(t *testing.T) {
 		{"/v1/completions", `{"prompt":"x","best_of":2}`, "best_of", ""},
 		{"/v1/completions", `{"prompt":"x","suffix":"y"}`, "suffix", ""},
 		{"/detokenize", `{"tokens":[1,-1]}`, "tokens", ""},
+		{"/v1/completions", `{"prompt":"x","tools":` + weatherTools + `}`, "tools", "chat"},
+		{"/v1/completions", `{"prompt":"x","tool_choice":"auto"}`, "tool_choice", "chat"},
+		{"/v1/chat/completions", `{` + m + `,"parallel_tool_calls":false}`, "parallel_tool_calls", "tools"},
 		{"/tokenize", `{}`, "prompt", ""},
 	} {
 		code, data := ts.post(t, tc.path, tc.body)

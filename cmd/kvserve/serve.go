@@ -51,7 +51,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", "[--model DIR] [--host H] [--port P] [--max-batch N] [--kv-memory BYTES] [--queue N] [flags]",
 		"Serves the model over an OpenAI-compatible HTTP API: /v1/chat/completions,\n"+
 			"/v1/completions (whole or streamed as server-sent events), /v1/embeddings,\n"+
-			"/v1/models, /health and Prometheus /metrics. Requests are batched\n"+
+			"/v1/models, /tokenize, /detokenize, /health and Prometheus /metrics;\n"+
+			"logprobs, penalties, logit_bias, JSON and JSON Schema output (constrained\n"+
+			"decoding) and tool calls as OpenAI's API has them. Requests are batched\n"+
 			"continuously: up to --max-batch sequences decode together while new prompts\n"+
 			"are computed in chunks of --prefill-chunk tokens. Beyond --queue waiting\n"+
 			"requests the server answers 429. Finished sequences stay cached in a radix\n"+
