@@ -244,3 +244,46 @@ func TestEdit(t *testing.T) {
 		t.Error("edit that removes segments: no error")
 	}
 }
+
+func TestSplit(t *testing.T) {
+	enc := func(s string) []int {
+		out := make([]int, len(s))
+		for i := range s {
+			out[i] = int(s[i])
+		}
+		return out
+	}
+	tests := []struct {
+		text string
+		docs []string
+		want []string // segments, documents in brackets
+		err  bool
+	}{
+		{"<s>A\n\nB\n\nq?", []string{"A", "B"}, []string{"<s>", "[A]", "\n\n", "[B]", "\n\nq?"}, false},
+		{"AB", []string{"A", "B"}, []string{"[A]", "[B]"}, false},
+		{"B then A", []string{"A", "B"}, nil, true},
+		{"x", []string{""}, nil, true},
+	}
+	for _, tc := range tests {
+		p, err := Split(tc.text, tc.docs, enc)
+		if (err != nil) != tc.err {
+			t.Errorf("%q: error %v, want error %v", tc.text, err, tc.err)
+			continue
+		}
+		var got []string
+		for _, s := range p {
+			b := make([]byte, len(s.Tokens))
+			for i, x := range s.Tokens {
+				b[i] = byte(x)
+			}
+			if s.Doc {
+				got = append(got, "["+string(b)+"]")
+			} else {
+				got = append(got, string(b))
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: segments %q, want %q", tc.text, got, tc.want)
+		}
+	}
+}
