@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/kvcache/chunk"
@@ -78,7 +79,13 @@ type Blender struct {
 	Chunks *chunk.Cache
 	// ModelName enters every chunk key, so that two models never share.
 	ModelName string
+
+	recomputed atomic.Int64
 }
+
+// RecomputedTokens returns the reused tokens recomputed by every prefill
+// so far (each counted once, through the last layer).
+func (b *Blender) RecomputedTokens() int64 { return b.recomputed.Load() }
 
 // Result is a prefilled prompt.
 type Result struct {
@@ -88,8 +95,9 @@ type Result struct {
 	// Logits are the last token's.
 	Logits []float32
 	// Tokens is the prompt's length; Reused of them came from the chunk
-	// cache, and Recomputed of those were computed again through the last
-	// layer.
+	// cache (documents found there; a document just computed and put there
+	// is not counted), and Recomputed of the documents' tokens were computed
+	// again through the last layer.
 	Tokens, Reused, Recomputed int
 	// Hits and Misses count the documents found in and missing from the
 	// chunk cache (a missing one is computed and put there).
@@ -119,6 +127,7 @@ type assembly struct {
 	tokens []int
 	fresh  []int // indices of the tokens not from the chunk cache
 	docs   []span
+	placed int // document tokens placed from the chunk cache (hits and misses)
 	res    *Result
 }
 
@@ -142,9 +151,11 @@ func (b *Blender) Warm(salt string, p Prompt) (int, error) {
 		if b.Chunks.Contains(salt, key) {
 			continue
 		}
-		if err := b.encode(salt, key, head, s.Tokens); err != nil {
+		e, err := b.encode(salt, key, head, s.Tokens)
+		if err != nil {
 			return n, err
 		}
+		e.Seq.Release()
 		n++
 	}
 	return n, nil
@@ -154,9 +165,10 @@ func (b *Blender) key(head, doc []int) chunk.Key {
 	return chunk.NewKey(b.ModelName, b.Chunks.Pool().Config().Format, head, doc)
 }
 
-// encode computes doc after head and puts its KV — the document's tokens
-// only — in the chunk cache.
-func (b *Blender) encode(salt string, key chunk.Key, head, doc []int) error {
+// encode computes doc after head, puts its KV — the document's tokens
+// only — in the chunk cache, and returns the entry with a sequence of its
+// own (the caller releases it).
+func (b *Blender) encode(salt string, key chunk.Key, head, doc []int) (chunk.Entry, error) {
 	pool := b.Chunks.Pool()
 	seq := pool.NewSeq()
 	all := append(slices.Clone(head), doc...)
@@ -169,7 +181,7 @@ func (b *Blender) encode(salt string, key chunk.Key, head, doc []int) error {
 	}
 	if err != nil {
 		seq.Release()
-		return fmt.Errorf("blend: computing a document of %d tokens: %w", len(doc), err)
+		return chunk.Entry{}, fmt.Errorf("blend: computing a document of %d tokens: %w", len(doc), err)
 	}
 	idx := make([]int, len(doc))
 	for i := range idx {
@@ -179,11 +191,22 @@ func (b *Blender) encode(salt string, key chunk.Key, head, doc []int) error {
 		for g := range seq.KVHeads() {
 			if err := seq.Keep(l, g, idx); err != nil {
 				seq.Release()
-				return err
+				return chunk.Entry{}, err
 			}
 		}
 	}
-	return b.Chunks.Put(salt, key, chunk.Entry{Seq: seq, Start: len(head), Tokens: slices.Clone(doc)})
+	own, err := seq.Fork(seq.Next())
+	if err != nil {
+		seq.Release()
+		return chunk.Entry{}, err
+	}
+	e := chunk.Entry{Seq: seq, Start: len(head), Tokens: slices.Clone(doc)}
+	if err := b.Chunks.Put(salt, key, e); err != nil {
+		own.Release()
+		return chunk.Entry{}, err
+	}
+	e.Seq = own
+	return e, nil
 }
 
 // assemble builds p's cache: each document's KV from the chunk cache
@@ -225,16 +248,14 @@ func (b *Blender) assemble(salt string, p Prompt, place func(doc, start int) int
 		e, ok := b.Chunks.Get(salt, key)
 		if !ok {
 			a.res.Misses++
-			if err := b.encode(salt, key, head, s.Tokens); err != nil {
+			var err error
+			if e, err = b.encode(salt, key, head, s.Tokens); err != nil {
 				a.release()
 				return nil, err
 			}
-			if e, ok = b.Chunks.Get(salt, key); !ok {
-				a.release()
-				return nil, fmt.Errorf("blend: document %d was evicted as soon as it was computed: the KV memory budget is too small", docIndex)
-			}
 		} else {
 			a.res.Hits++
+			a.res.Reused += len(s.Tokens)
 		}
 		target := pos
 		if place != nil {
@@ -254,7 +275,7 @@ func (b *Blender) assemble(salt string, p Prompt, place func(doc, start int) int
 		}
 		e.Seq.Release()
 		a.docs = append(a.docs, span{start: pos, end: pos + len(s.Tokens), atHome: pos == len(head) && si > 0 && !p[si-1].Doc})
-		a.res.Reused += len(s.Tokens)
+		a.placed += len(s.Tokens)
 		pos += len(s.Tokens)
 		docIndex++
 	}
@@ -275,6 +296,7 @@ func (b *Blender) finish(a *assembly, active []int, sel model.Recompute) (*Resul
 	}
 	a.res.Cache = a.cache
 	a.res.Logits = slices.Clone(logits)
+	b.recomputed.Add(int64(a.res.Recomputed))
 	return a.res, nil
 }
 

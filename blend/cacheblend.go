@@ -79,7 +79,7 @@ func (c CacheBlend) Prefill(b *Blender, salt string, p Prompt) (*Result, error) 
 				reused = append(reused, t)
 			}
 		}
-		k := int(math.Ceil(c.share(layer) * float64(a.res.Reused)))
+		k := int(math.Ceil(c.share(layer) * float64(a.placed)))
 		chosen := topK(reused, dev, k)
 		a.res.Recomputed = len(chosen)
 		keep = append(keep, chosen...)

@@ -67,7 +67,7 @@ func (c CacheCraft) Prefill(b *Blender, salt string, p Prompt) (*Result, error) 
 			weight[i] = s / float64(d.end-d.start)
 			sum += weight[i]
 		}
-		budget := c.Ratio * float64(a.res.Reused)
+		budget := c.Ratio * float64(a.placed)
 		a.res.Recomputed = 0
 		for i, d := range a.docs {
 			if weight[i] == 0 || sum == 0 {

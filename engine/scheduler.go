@@ -49,6 +49,8 @@ type Job struct {
 	// scratch — the press sees every token it scores — and its cache is
 	// never kept for other requests, which expect every token of a prefix.
 	Press *press.Press
+	// Reuse, if set, prefills the prompt from cached documents (reuse.go).
+	Reuse *Reuse
 }
 
 // Finish reasons that only the scheduler gives, beside FinishStop and

@@ -64,17 +64,38 @@ func (s *Server) parseChat(req *chatRequest) (*generation, *apiError) {
 		}
 		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content)}
 	}
+	var docs []string
+	if req.Documents != nil {
+		var e *apiError
+		if msgs, docs, e = s.placeDocuments(req, msgs); e != nil {
+			return nil, e
+		}
+	}
 	text, err := s.b.ChatPrompt(msgs)
 	if err != nil {
 		return nil, invalid("messages", "invalid_value", "%v", err)
 	}
 	g := &generation{chat: true, prompt: s.b.Tokenizer.Encode(text), promptParam: "messages"}
+	var reuse *engine.Reuse
+	if docs != nil {
+		var e *apiError
+		if reuse, e = s.reuseFor(req, text, docs); e != nil {
+			return nil, e
+		}
+		g.prompt = reuse.Prompt.Tokens() // each document tokenized on its own, as cached
+	}
 	maxTok := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
 		maxTok = req.MaxCompletionTokens
 	}
 	if e := s.parseSampling(&req.sampling, maxTok, g); e != nil {
 		return nil, e
+	}
+	if reuse != nil {
+		if g.job.Press != nil {
+			return nil, invalid("documents", "unsupported_parameter", "documents cannot be combined with a KV press (kv_press)")
+		}
+		g.job.Reuse = reuse
 	}
 	return g, nil
 }

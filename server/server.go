@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvserve/kvserve/blend"
 	"github.com/kvserve/kvserve/engine"
 )
 
@@ -41,6 +42,11 @@ type Config struct {
 	// kv_press and kv_press_ratio fields.
 	Press      string
 	PressRatio float64
+	// Blender, if set, enables the documents extension (documents.go):
+	// documents' KV is kept in its chunk cache and reused by the method
+	// named Reuse (blend.Parse; "cacheblend" if "").
+	Blender *blend.Blender
+	Reuse   string
 }
 
 // Server serves the API for one model. It is an http.Handler.
@@ -71,6 +77,9 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 	}
 	s := &Server{b: b, sched: sched, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, mux: http.NewServeMux(), created: time.Now().Unix()}
 	s.metrics.watch(sched)
+	if cfg.Blender != nil {
+		s.metrics.watchChunks(cfg.Blender)
+	}
 	route := func(path, method string, h http.HandlerFunc) {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {

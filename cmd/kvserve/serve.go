@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/bench"
+	"github.com/kvserve/kvserve/blend"
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/chunk"
 	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/server"
 )
@@ -35,6 +37,7 @@ type serveOptions struct {
 	shutdown          time.Duration
 	logJSON           bool
 	prefixCache       bool
+	reuse             string // how documents' cached KV is reused (blend)
 	press             string
 	pressRatio        float64
 }
@@ -67,12 +70,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.threads, "threads", 0, "worker threads (0: one per CPU)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
+	fs.StringVar(&o.reuse, "reuse", "cacheblend", "how the KV of a request's documents (the \"documents\" extension of chat completions) is reused from the chunk cache: full, naive, cacheblend, cachecraft or ape (requests override it with kv_reuse)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var err error
+	if _, err := blend.Parse(o.reuse, 0); err != nil {
+		return usageError{"--reuse: " + err.Error()}
+	}
 	if o.kvMemory, err = parseBytes(*kvMem); err != nil {
 		return usageError{"--kv-memory: " + err.Error()}
 	}
@@ -118,12 +125,18 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	if o.prefixCache {
 		cache = engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
 	}
+	// Documents' KV lives in the same pool, under the same budget: the
+	// allocator evicts kept documents once kept prefixes are gone.
+	chunks := chunk.New(cache.(interface{ Pool() *kvcache.Pool }).Pool())
+	cache = engine.ChunkCache{CacheAllocator: cache, Chunks: chunks}
+	blender := &blend.Blender{Net: b.Net, Chunks: chunks, ModelName: b.Name}
 	sched := engine.NewScheduler(b, engine.SchedulerConfig{
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
 		Cache: cache, Observer: metrics, Logger: log,
 	})
 	defer sched.Close()
-	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio})
+	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
+		Blender: blender, Reuse: o.reuse})
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
 		return err
