@@ -248,7 +248,7 @@ func TestEdit(t *testing.T) {
 func TestSplit(t *testing.T) {
 	enc := func(s string) []int {
 		out := make([]int, len(s))
-		for i := range s {
+		for i := range len(s) {
 			out[i] = int(s[i])
 		}
 		return out
@@ -286,4 +286,40 @@ func TestSplit(t *testing.T) {
 			t.Errorf("%q: segments %q, want %q", tc.text, got, tc.want)
 		}
 	}
+}
+
+// FuzzSplit: Split never panics, and its segments spell the text back, the
+// documents among them in order.
+func FuzzSplit(f *testing.F) {
+	f.Add("<s>A\n\nB\n\nq?", "A", "B")
+	f.Add("AA", "A", "A")
+	f.Add("", "", "x")
+	f.Fuzz(func(t *testing.T, text, d1, d2 string) {
+		enc := func(s string) []int {
+			out := make([]int, len(s))
+			for i := range len(s) {
+				out[i] = int(s[i])
+			}
+			return out
+		}
+		p, err := Split(text, []string{d1, d2}, enc)
+		if err != nil {
+			return
+		}
+		var got []byte
+		var docs []string
+		for _, s := range p {
+			b := make([]byte, len(s.Tokens))
+			for i, x := range s.Tokens {
+				b[i] = byte(x)
+			}
+			got = append(got, b...)
+			if s.Doc {
+				docs = append(docs, string(b))
+			}
+		}
+		if string(got) != text || !slices.Equal(docs, []string{d1, d2}) {
+			t.Fatalf("segments spell %q with documents %q", got, docs)
+		}
+	})
 }
