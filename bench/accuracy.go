@@ -47,7 +47,8 @@ type RecordResult struct {
 	// apart, never cut.
 	Skipped bool `json:"skipped"`
 	// KVBytes is the KV cache's size at the end of prefill.
-	KVBytes int64 `json:"kv_bytes"`
+	KVBytes      int64 `json:"kv_bytes"`
+	*ReuseRecord       // set by --reuse runs (reuse.go)
 }
 
 // Run is the result of one configuration over a task set.
@@ -69,8 +70,9 @@ type Run struct {
 	Skipped         int     `json:"skipped"`
 	// Seconds is the time this run took on its own: its compressions and
 	// its answers (the context prefill that all runs share is not counted).
-	Seconds float64        `json:"seconds"`
-	Records []RecordResult `json:"records"`
+	Seconds     float64        `json:"seconds"`
+	Records     []RecordResult `json:"records"`
+	*ReuseStats                // set by --reuse runs (reuse.go)
 }
 
 // Report is what `kvserve bench accuracy --out` writes.

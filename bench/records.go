@@ -25,6 +25,8 @@ type Record struct {
 	System       string `json:"system"`
 	Context      string `json:"context"`
 	Turns        []Turn `json:"turns"`
+	// Documents are the retrieved passages the context joins (rag.jsonl).
+	Documents []Document `json:"documents,omitempty"`
 }
 
 // ReadRecords reads a JSONL task set.

@@ -67,6 +67,8 @@ type Job struct {
 	// output); the model's stop tokens are allowed only where the grammar
 	// is complete.
 	Grammar Grammar
+	// Reuse, if set, prefills the prompt from cached documents (reuse.go).
+	Reuse *Reuse
 }
 
 // Finish reasons that only the scheduler gives, beside FinishStop and

@@ -270,6 +270,9 @@ func (l *loopState) start(r *request) error {
 		shared = prompt[:0]
 		r.observer = press.Observer([]*press.Press{r.job.Press}, 0, len(prompt))
 	}
+	if ru := r.job.Reuse; ru != nil {
+		return l.startReuse(r, ru)
+	}
 	if r.job.NoReuse || r.job.PromptLogprobs { // no reuse asked, or every prompt position's logits are needed
 		shared = prompt[:0]
 	}
@@ -300,6 +303,35 @@ func (l *loopState) start(r *request) error {
 		}
 	}
 	r.cached = cache.Next()
+	l.setup(r, cache)
+	return nil
+}
+
+// startReuse admits a request whose prompt is prefilled from cached
+// documents: its cache comes whole, with the last token's logits, and
+// step hands it to prefilled.
+func (l *loopState) startReuse(r *request, ru *Reuse) error {
+	res, err := ru.Method.Prefill(ru.Blender, r.job.Salt, ru.Prompt)
+	if err != nil {
+		return fmt.Errorf("engine: %s prefill of a %d-token prompt: %w", ru.Method.Name(), len(r.job.Prompt), err)
+	}
+	if l.s.budget > 0 && !l.room(r, res.Cache) {
+		res.Cache.Release()
+		if len(l.running) > 0 {
+			return errNoRoom
+		}
+		return fmt.Errorf("engine: %d-token prompt: %w", len(r.job.Prompt), kvcache.ErrBudget)
+	}
+	r.cached = res.Reused
+	l.setup(r, res.Cache)
+	copy(r.seqs[0].logits, res.Logits)
+	return nil
+}
+
+// setup gives an admitted request its choices, the first holding cache.
+func (l *loopState) setup(r *request, cache *kvcache.Seq) {
+	s := l.s
+	prompt := r.job.Prompt
 	r.live = r.n
 	r.seqs = make([]*seq, r.n)
 	for i := range r.seqs {
@@ -323,7 +355,6 @@ func (l *loopState) start(r *request) error {
 	l.totals.PromptTokens += int64(len(prompt))
 	l.totals.CachedTokens += int64(r.cached)
 	l.obs.Admitted(time.Since(r.submitted), len(prompt), r.cached)
-	return nil
 }
 
 // room reports whether the pool can hold the batch at its largest with r
@@ -364,6 +395,10 @@ func (l *loopState) step() {
 	embedBudget := l.embedBudget(budget)
 	for _, r := range l.running {
 		if !r.prefilled {
+			if q := r.seqs[0]; r.job.Reuse != nil && q.cache.Next() == len(r.job.Prompt) {
+				l.prefilled(r) // prefilled from cached documents at admission
+				continue
+			}
 			if budget == 0 {
 				continue
 			}
@@ -522,7 +557,7 @@ func (l *loopState) prefilled(r *request) {
 			l.fail(r, fmt.Errorf("engine: compress the prompt's KV cache: %w", err))
 			return
 		}
-	} else if !r.job.NoReuse {
+	} else if !r.job.NoReuse && r.job.Reuse == nil { // a blended cache is not exact: nobody may reuse it as a prefix
 		l.s.cfg.Cache.Share(first.cache, r.job.Salt, r.job.Prompt)
 	}
 	for _, q := range r.seqs[1:] {
@@ -674,7 +709,7 @@ func (l *loopState) release(q *seq, keep bool) {
 	q.done = true
 	if q.cache != nil {
 		var tokens []int
-		if keep && q.r.job.Press == nil && !q.r.job.NoReuse { // a pressed cache lacks tokens: nobody may reuse it
+		if keep && q.r.job.Press == nil && !q.r.job.NoReuse && q.r.job.Reuse == nil { // a pressed cache lacks tokens, a blended one is not exact: nobody may reuse them
 			tokens = q.tokens()
 		}
 		l.s.cfg.Cache.Release(q.cache, q.r.job.Salt, tokens)

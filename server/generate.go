@@ -70,11 +70,29 @@ func (s *Server) parseChat(req *chatRequest) (*generation, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	prompt, e := s.encodeChat(req.Messages, tools, s.b.ContextLength()-1)
+	msgs := req.Messages
+	var docs []string
+	if req.Documents != nil {
+		if msgs, docs, e = s.placeDocuments(req, msgs); e != nil {
+			return nil, e
+		}
+	}
+	prompt, e := s.encodeChat(msgs, tools, s.b.ContextLength()-1)
 	if e != nil {
 		return nil, e
 	}
 	g := &generation{chat: true, prompt: prompt, promptParam: "messages", tools: tools}
+	var reuse *engine.Reuse
+	if docs != nil {
+		text, e := s.renderChat(msgs, tools)
+		if e != nil {
+			return nil, e
+		}
+		if reuse, e = s.reuseFor(req, text, docs); e != nil {
+			return nil, e
+		}
+		g.prompt = reuse.Prompt.Tokens() // each document tokenized on its own, as cached
+	}
 	maxTok := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
 		maxTok = req.MaxCompletionTokens
@@ -84,6 +102,12 @@ func (s *Server) parseChat(req *chatRequest) (*generation, *apiError) {
 	}
 	if e := s.constrainTools(g); e != nil {
 		return nil, e
+	}
+	if reuse != nil {
+		if g.job.Press != nil {
+			return nil, invalid("documents", "unsupported_parameter", "documents cannot be combined with a KV press (kv_press)")
+		}
+		g.job.Reuse = reuse
 	}
 	return g, nil
 }

@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kvserve/kvserve/blend"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/internal/metric"
+	kvchunk "github.com/kvserve/kvserve/kvcache/chunk"
 )
 
 // Metrics collects the server's Prometheus metrics on a registry of its
@@ -149,4 +151,20 @@ func (m *Metrics) request(g *genRecord) {
 		m.pressBytesBefore.WithLabelValues(g.press).Add(float64(g.usage.KVBytesBeforePress))
 		m.pressBytesAfter.WithLabelValues(g.press).Add(float64(g.usage.KVBytesAfterPress))
 	}
+}
+
+// watchChunks registers the chunk cache's counters, read at each scrape.
+func (m *Metrics) watchChunks(b *blend.Blender) {
+	counter := func(name, help string, f func(kvchunk.Stats) float64) metric.Collector {
+		return metric.NewCounterFunc(metric.CounterOpts{Namespace: "kvserve", Name: name, Help: help}, func() float64 { return f(b.Chunks.Stats()) })
+	}
+	m.reg.MustRegister(
+		counter("chunk_hits_total", "Documents whose KV was found in the chunk cache.", func(s kvchunk.Stats) float64 { return float64(s.Hits) }),
+		counter("chunk_misses_total", "Documents computed because the chunk cache lacked them.", func(s kvchunk.Stats) float64 { return float64(s.Misses) }),
+		counter("chunk_hit_tokens_total", "Tokens of the documents found in the chunk cache.", func(s kvchunk.Stats) float64 { return float64(s.HitTokens) }),
+		metric.NewCounterFunc(metric.CounterOpts{Namespace: "kvserve", Name: "chunk_recomputed_tokens_total", Help: "Reused document tokens recomputed by the reuse method (CacheBlend's deviating tokens)."},
+			func() float64 { return float64(b.RecomputedTokens()) }),
+		metric.NewGaugeFunc(metric.GaugeOpts{Namespace: "kvserve", Name: "chunk_cached_documents", Help: "Documents held in the chunk cache."},
+			func() float64 { return float64(b.Chunks.Stats().Entries) }),
+	)
 }

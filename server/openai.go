@@ -161,6 +161,10 @@ func (p *sampling) unsupported() *apiError {
 // chatRequest is the body of POST /v1/chat/completions.
 type chatRequest struct {
 	Messages []chatMessage `json:"messages"`
+	// Documents and KVReuse are extensions: retrieved passages whose KV is
+	// reused at any position, and the reuse method (documents.go).
+	Documents []json.RawMessage `json:"documents"`
+	KVReuse   *string           `json:"kv_reuse"`
 	sampling
 }
 

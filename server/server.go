@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvserve/kvserve/blend"
 	"github.com/kvserve/kvserve/engine"
 )
 
@@ -68,6 +69,11 @@ type Config struct {
 	// in chat message contents, as the template's own markers are. Off by
 	// default: a user cannot forge a turn.
 	SpecialInMessages bool
+	// Blender, if set, enables the documents extension (documents.go):
+	// documents' KV is kept in its chunk cache and reused by the method
+	// named Reuse (blend.Parse; "cacheblend" if "").
+	Blender *blend.Blender
+	Reuse   string
 }
 
 // Server serves the API for one model. It is an http.Handler.
@@ -102,6 +108,9 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 	}
 	s.metrics.SetModel(cfg.ModelName)
 	s.metrics.watch(sched)
+	if cfg.Blender != nil {
+		s.metrics.watchChunks(cfg.Blender)
+	}
 	route := func(path, method string, h http.HandlerFunc) {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {

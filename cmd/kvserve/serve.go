@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/bench"
+	"github.com/kvserve/kvserve/blend"
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/kvcache/chunk"
 	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/server"
 )
@@ -45,6 +47,7 @@ type serveOptions struct {
 	apiKeys          []string // never logged
 	metricsAuth      bool
 	limits           serveLimits // hostile-input bounds (serve_limits.go)
+	reuse            string      // how documents' cached KV is reused (blend)
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -84,6 +87,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "least severe log level written: debug, info, warn or error (4xx answers log at warn, 5xx at error)")
 	fs.DurationVar(&o.statsEvery, "stats-interval", 10*time.Second, "how often a busy server logs a stats line (running, waiting, tokens/s, KV use, prefix hits); 0 turns it off")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
+	fs.StringVar(&o.reuse, "reuse", "cacheblend", "how the KV of a request's documents (the \"documents\" extension of chat completions) is reused from the chunk cache: full, naive, cacheblend, cachecraft or ape (requests override it with kv_reuse)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
 	fs.StringVar(&o.chatTemplate, "chat-template", "", chatTemplateUsage)
@@ -99,6 +103,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	o.metricsAuth = *keyFlags.metricsAuth
 	if err := o.limits.check(); err != nil {
 		return err
+	}
+	if _, err := blend.Parse(o.reuse, 0); err != nil {
+		return usageError{"--reuse: " + err.Error()}
 	}
 	if o.kvMemory, err = parseBytes(*kvMem); err != nil {
 		return usageError{"--kv-memory: " + err.Error()}
@@ -280,12 +287,17 @@ func openServed(spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Lo
 	if o.prefixCache {
 		cache = engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: budget, Format: o.kvFormat})
 	}
+	// Documents' KV lives in the same pool, under the same budget: the
+	// allocator evicts kept documents once kept prefixes are gone.
+	chunks := chunk.New(cache.(interface{ Pool() *kvcache.Pool }).Pool())
+	cache = engine.ChunkCache{CacheAllocator: cache, Chunks: chunks}
+	blender := &blend.Blender{Net: b.Net, Chunks: chunks, ModelName: b.Name}
 	sched := engine.NewScheduler(b, engine.SchedulerConfig{
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
 		Cache: cache, Observer: metrics, Logger: log,
 	})
 	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
-		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth}))
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse}))
 	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api}, nil
 }
 
