@@ -241,3 +241,31 @@ func TestLimitListener(t *testing.T) {
 	}
 	second.Close()
 }
+
+// TestUnsupportedChatFields: legacy function calling, tool calls in
+// messages, tool and unknown roles and image parts are 400s that say so.
+func TestUnsupportedChatFields(t *testing.T) {
+	ts := start(t, engine.SchedulerConfig{})
+	user := `{"role":"user","content":"hi"}`
+	for _, tc := range []struct {
+		body, param, code string
+	}{
+		{`{"messages":[` + user + `],"functions":[{"name":"f","parameters":{}}]}`, "functions", "unsupported_parameter"},
+		{`{"messages":[` + user + `],"function_call":"auto"}`, "function_call", "unsupported_parameter"},
+		{`{"messages":[` + user + `],"tools":[{"type":"function","function":{"name":"f"}}]}`, "tools", "unsupported_parameter"},
+		{`{"messages":[` + user + `,{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}]}`, "messages[1].tool_calls", "unsupported_parameter"},
+		{`{"messages":[` + user + `,{"role":"assistant","content":null,"function_call":{"name":"f","arguments":"{}"}}]}`, "messages[1].function_call", "unsupported_parameter"},
+		{`{"messages":[` + user + `,{"role":"tool","tool_call_id":"c","content":"42"}]}`, "messages[1].role", "unsupported_parameter"},
+		{`{"messages":[{"role":"wizard","content":"hi"}]}`, "messages[0].role", "invalid_value"},
+		{`{"messages":[{"role":"user","content":[{"type":"text","text":"what is this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}`, "messages", "unsupported_content"},
+	} {
+		status, data := ts.post(t, "/v1/chat/completions", tc.body)
+		if status != 400 || !strings.Contains(string(data), `"param":"`+tc.param+`"`) || !strings.Contains(string(data), `"code":"`+tc.code+`"`) {
+			t.Errorf("%.80s: %d %s", tc.body, status, data)
+		}
+	}
+	// Nulls and empty lists are what clients send when they use none.
+	if status, data := ts.post(t, "/v1/chat/completions", `{"messages":[{"role":"developer","content":"Be brief."},`+user+`],"functions":null,"tools":[],"max_tokens":1}`); status != 200 {
+		t.Errorf("nulls: %d %s", status, data)
+	}
+}

@@ -228,6 +228,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError
 		return e
 	}
 	if err := json.Unmarshal(data, v); err != nil {
+		if e := partError(err); e != nil {
+			return e
+		}
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
@@ -242,6 +245,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError
 			return invalid("", "invalid_json", "request body is not valid JSON: %v (at byte %d)", err, se.Offset)
 		}
 		return invalid("", "invalid_json", "request body: %v", err)
+	}
+	if _, ok := v.(*chatRequest); ok {
+		return checkChatExtras(data)
 	}
 	return nil
 }
