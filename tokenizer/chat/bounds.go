@@ -26,7 +26,7 @@ import (
 
 // Bounds of one rendering, unless Template.MaxSteps or MaxOutput say.
 const (
-	DefaultMaxSteps  = 1 << 20 // loop iterations and macro calls
+	DefaultMaxSteps  = 1 << 18 // loop iterations and macro calls
 	DefaultMaxOutput = 16 << 20
 
 	outName  = "__kvserve_out"

@@ -18,8 +18,8 @@ func rewriteMul(expr string) string {
 	toks := lexExpr(expr)
 	match := matchBrackets(toks)
 	type span struct{ start, end int } // token indices, inclusive
-	opens := map[int][]span{}           // at a start token
-	closes := map[int][]span{}          // after an end token
+	opens := map[int][]span{}          // at a start token
+	closes := map[int][]span{}         // after an end token
 	stars := map[int]bool{}
 	for k, t := range toks {
 		if t.text != "*" {
