@@ -269,3 +269,22 @@ func TestUnsupportedChatFields(t *testing.T) {
 		t.Errorf("nulls: %d %s", status, data)
 	}
 }
+
+// TestEmbeddingCaps: an embeddings request over the input or token cap is
+// a 400 that names the cap.
+func TestEmbeddingCaps(t *testing.T) {
+	ts := startServer(t, engine.SchedulerConfig{}, 256<<20, Config{EmbedMaxInputs: 2, EmbedMaxTokens: 10})
+	for _, tc := range []struct{ body, code string }{
+		{`{"input":["a","b","c"]}`, "too_many_inputs"},
+		{`{"input":[[1,2,3,4,5,6],[1,2,3,4,5]]}`, "too_many_tokens"},
+		{`{"input":["one two three four five six", "seven eight nine ten eleven twelve"]}`, "too_many_tokens"},
+	} {
+		status, data := ts.post(t, "/v1/embeddings", tc.body)
+		if status != 400 || !strings.Contains(string(data), `"code":"`+tc.code+`"`) {
+			t.Errorf("%s: %d %s", tc.body, status, data)
+		}
+	}
+	if status, data := ts.post(t, "/v1/embeddings", `{"input":[[1,2,3,4,5],[6,7,8,9,10]]}`); status != 200 {
+		t.Errorf("at the caps: %d %s", status, data)
+	}
+}

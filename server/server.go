@@ -128,6 +128,9 @@ func (s *Server) Drain() { s.drain.Store(true) }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
+	if s.cfg.WriteTimeout > 0 { // the last response's deadline may have passed on a kept-alive connection
+		http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	}
 	s.mux.ServeHTTP(rec, r)
 	code := rec.code
 	if code == 0 {
