@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/kvserve/kvserve/internal/fuzzguard"
 )
 
 // FuzzParse checks that Parse never panics, allocates no more than a small
@@ -28,6 +30,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzguard.Start(t, len(data))()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		g, err := Parse(data)

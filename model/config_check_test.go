@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kvserve/kvserve/internal/fuzzguard"
 )
 
 // tinyConfig returns the bundled tinychat's config.json with the given
@@ -110,6 +112,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(tinyConfig(f, map[string]any{"rope_parameters": map[string]any{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}}))
 	f.Add([]byte(`{"architectures":["Qwen3ForCausalLM"],"text_config":{}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzguard.Start(t, len(data))()
 		c, err := ParseConfig(data)
 		if err != nil {
 			return

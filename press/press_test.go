@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/kvserve/kvserve/internal/fuzzguard"
 	"github.com/kvserve/kvserve/model"
 )
 
@@ -169,6 +170,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(s, 0.5)
 	}
 	f.Fuzz(func(t *testing.T, name string, ratio float64) {
+		defer fuzzguard.Start(t, len(name))()
 		p, err := Parse(name, ratio)
 		if err != nil {
 			if p != nil {

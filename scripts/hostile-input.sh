@@ -41,6 +41,8 @@ text = "".join(chr(0x4e00 + (i * 7919) % 20000) for i in range(5_000_000))  # 15
 json.dump({"messages": [{"role": "user", "content": text}], "max_tokens": 4}, open(sys.argv[1], "w"), ensure_ascii=False)
 PY
 	echo "prompt body: $(stat -c %s "$tmp/big.json") bytes"
+	curl -s -o /dev/null -w "small request alone: %{http_code} in %{time_total}s\n" -H 'Content-Type: application/json' \
+		-d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":8}' "$url/v1/chat/completions"
 	for i in 1 2 3 4 5 6; do
 		curl -s -o "$tmp/big$i.out" -w "15MB prompt $i: %{http_code} in %{time_total}s\n" \
 			-H 'Content-Type: application/json' --data-binary @"$tmp/big.json" "$url/v1/chat/completions" &

@@ -240,3 +240,45 @@ func TestLimitListener(t *testing.T) {
 	}
 	second.Close()
 }
+
+// TestUnsupportedChatFields: unknown roles and image parts are 400s that
+// say so (tools and legacy functions are served: tools_test.go).
+func TestUnsupportedChatFields(t *testing.T) {
+	ts := start(t, engine.SchedulerConfig{})
+	user := `{"role":"user","content":"hi"}`
+	for _, tc := range []struct {
+		body, param, code string
+	}{
+		{`{"messages":[` + user + `],"function_call":"auto"}`, "function_call", "invalid_value"}, // needs functions
+		{`{"messages":[{"role":"wizard","content":"hi"}]}`, "messages[0].role", "invalid_value"},
+		{`{"messages":[{"role":"user","content":[{"type":"text","text":"what is this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}`, "messages", "unsupported_content"},
+	} {
+		status, data := ts.post(t, "/v1/chat/completions", tc.body)
+		if status != 400 || !strings.Contains(string(data), `"param":"`+tc.param+`"`) || !strings.Contains(string(data), `"code":"`+tc.code+`"`) {
+			t.Errorf("%.80s: %d %s", tc.body, status, data)
+		}
+	}
+	// Nulls and empty lists are what clients send when they use none.
+	if status, data := ts.post(t, "/v1/chat/completions", `{"messages":[{"role":"developer","content":"Be brief."},`+user+`],"functions":null,"tools":[],"max_tokens":1}`); status != 200 {
+		t.Errorf("nulls: %d %s", status, data)
+	}
+}
+
+// TestEmbeddingCaps: an embeddings request over the input or token cap is
+// a 400 that names the cap.
+func TestEmbeddingCaps(t *testing.T) {
+	ts := startServer(t, engine.SchedulerConfig{}, 256<<20, Config{EmbedMaxInputs: 2, EmbedMaxTokens: 10})
+	for _, tc := range []struct{ body, code string }{
+		{`{"input":["a","b","c"]}`, "too_many_inputs"},
+		{`{"input":[[1,2,3,4,5,6],[1,2,3,4,5]]}`, "too_many_tokens"},
+		{`{"input":["one two three four five six", "seven eight nine ten eleven twelve"]}`, "too_many_tokens"},
+	} {
+		status, data := ts.post(t, "/v1/embeddings", tc.body)
+		if status != 400 || !strings.Contains(string(data), `"code":"`+tc.code+`"`) {
+			t.Errorf("%s: %d %s", tc.body, status, data)
+		}
+	}
+	if status, data := ts.post(t, "/v1/embeddings", `{"input":[[1,2,3,4,5],[6,7,8,9,10]]}`); status != 200 {
+		t.Errorf("at the caps: %d %s", status, data)
+	}
+}

@@ -202,7 +202,7 @@ func (c *chatContent) UnmarshalJSON(b []byte) error {
 	var sb strings.Builder
 	for _, p := range parts {
 		if p.Type != "text" {
-			return fmt.Errorf("content part of type %q is not supported (only text)", p.Type)
+			return &unsupportedPart{p.Type}
 		}
 		sb.WriteString(p.Text)
 	}

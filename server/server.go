@@ -153,6 +153,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := requestID(r)
 	w.Header().Set(RequestIDHeader, id)
 	rec := &statusWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
+	if s.cfg.WriteTimeout > 0 { // the last response's deadline may have passed on a kept-alive connection
+		http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	}
 	if e := s.authorize(r); e != nil {
 		writeUnauthorized(rec, r, e)
 	} else {
@@ -239,6 +242,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError
 		return e
 	}
 	if err := json.Unmarshal(data, v); err != nil {
+		if e := partError(err); e != nil {
+			return e
+		}
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
@@ -253,6 +259,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) *apiError
 			return invalid("", "invalid_json", "request body is not valid JSON: %v (at byte %d)", err, se.Offset)
 		}
 		return invalid("", "invalid_json", "request body: %v", err)
+	}
+	if _, ok := v.(*chatRequest); ok {
+		return checkChatExtras(data)
 	}
 	return nil
 }

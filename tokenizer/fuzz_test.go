@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/kvserve/kvserve/internal/fuzzguard"
 )
 
 var (
@@ -29,6 +31,7 @@ func FuzzEncodeDecode(f *testing.F) {
 	}
 	tok := fuzzTok
 	f.Fuzz(func(t *testing.T, s string) {
+		defer fuzzguard.Start(t, len(s))()
 		ids := tok.Encode(s)
 		dec := tok.Decode(ids)
 		if utf8.ValidString(s) && dec != s {
@@ -57,6 +60,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(tiny("", `{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"String": "b"}, "behavior": "MergedWithNext", "invert": true}, {"type": "Digits", "individual_digits": true}, {"type": "ByteLevel", "add_prefix_space": true}]}`, `, "normalizer": {"type": "NFKC"}, "decoder": {"type": "ByteLevel"}`)))
 	f.Add([]byte(`{"added_tokens": [{"id": 1, "content": "ab", "single_word": true, "lstrip": true, "rstrip": true}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzguard.Start(t, len(data))()
 		tok, err := Parse(data)
 		if err != nil {
 			return

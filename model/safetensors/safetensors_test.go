@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+
+	"github.com/kvserve/kvserve/internal/fuzzguard"
 )
 
 // build makes a safetensors file from a header JSON and a body.
@@ -58,6 +60,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(build(`{"a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}}`, make([]byte, 12)))
 	f.Add(build(`{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}`, make([]byte, 16)))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzguard.Start(t, len(data))()
 		file, err := Parse(data)
 		if err != nil {
 			return

@@ -42,6 +42,10 @@ type Template struct {
 
 	// Now is the clock that strftime_now reads; nil means time.Now.
 	Now func() time.Time
+	// MaxSteps and MaxOutput bound one rendering: loop iterations and
+	// macro calls, and bytes written (bounds.go); DefaultMaxSteps and
+	// DefaultMaxOutput if 0.
+	MaxSteps, MaxOutput int
 }
 
 // Parse compiles a chat template. Syntax errors come back as errors that
@@ -52,7 +56,7 @@ func Parse(source string, specials Specials) (t *Template, err error) {
 			t, err = nil, fmt.Errorf("chat template: parse: engine panic: %v", r)
 		}
 	}()
-	tmpl, err := jinja.Compile(instrumentMacros(source))
+	tmpl, err := jinja.Compile(instrumentBounds(instrumentMacros(source)))
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
@@ -160,7 +164,17 @@ func (t *Template) RenderVars(msgs []Message, addGenerationPrompt bool, vars map
 		"raise_exception":       jinja.NewCallable("raise_exception", raiseException),
 		"strftime_now":          jinja.NewCallable("strftime_now", strftimeNow(now)),
 	}
-	for k, v := range guards() {
+	bud := &budget{maxSteps: t.MaxSteps, maxBytes: t.MaxOutput}
+	if bud.maxSteps <= 0 {
+		bud.maxSteps = DefaultMaxSteps
+	}
+	if bud.maxBytes <= 0 {
+		bud.maxBytes = DefaultMaxOutput
+	}
+	for k, v := range guards(bud) {
+		data[k] = v
+	}
+	for k, v := range bud.callables() {
 		data[k] = v
 	}
 	if t.specials.BOS != "" {

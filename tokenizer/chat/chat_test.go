@@ -353,7 +353,7 @@ func TestErrors(t *testing.T) {
 		{"{% for %}{% endfor %}", "missing 'in'", ""},
 		{"{% endfor %}", `unknown statement "endfor"`, ""},
 		{"{{ raise_exception('Only user and assistant roles are supported!') }}", "", "raise_exception: Only user and assistant roles are supported!"},
-		{"{{ 'a' * -1 }}", "", "engine panic"},
+		{"{{ 'a' * 10000000000 }}", "", "bound of 16777216 output bytes"},
 		{"{{ [1, 2]|selectattr('a')|list }}", "", "engine panic"},
 		{"{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "", "macros nested deeper than 200"},
 		{"{{ range(10000000)|length }}", "", "range: more than"},

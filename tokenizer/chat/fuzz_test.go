@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kvserve/kvserve/internal/fuzzguard"
 )
 
 // FuzzParse: no template source makes Parse or Render panic; the engine's
@@ -28,10 +30,14 @@ func FuzzParse(f *testing.F) {
 	}
 	msgs := []Message{{"system", "s"}, {"user", "u"}, {"assistant", "a"}}
 	f.Fuzz(func(t *testing.T, src string) {
+		defer fuzzguard.Start(t, len(src))()
 		tmpl, err := Parse(src, Specials{BOS: "<s>", EOS: "</s>"})
 		if err != nil {
 			return
 		}
+		// Loops of range(1 << 20) nested, and repetitions of megabytes,
+		// made inputs of a few bytes take seconds: bound them.
+		tmpl.MaxSteps, tmpl.MaxOutput = 1<<14, 1<<20
 		tmpl.Render(msgs, true)
 		tmpl.Render(nil, false)
 	})

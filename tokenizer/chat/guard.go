@@ -119,7 +119,7 @@ func tagEnd(src string, i int, closer string) int {
 
 // guards returns the callables that count macro depth and a range() that
 // refuses to make more than maxRange items.
-func guards() map[string]jinja.Value {
+func guards(b *budget) map[string]jinja.Value {
 	depth := 0
 	empty := jinja.NewString("")
 	return map[string]jinja.Value{
@@ -128,7 +128,7 @@ func guards() map[string]jinja.Value {
 			if depth > maxMacroDepth {
 				return jinja.Undefined(), fmt.Errorf("macros nested deeper than %d", maxMacroDepth)
 			}
-			return empty, nil
+			return empty, b.step(0)
 		}),
 		leaveName: jinja.NewCallable(leaveName, func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
 			depth--
