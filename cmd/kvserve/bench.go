@@ -23,6 +23,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"serve":    benchServe,
 		"compare":  benchCompare,
 		"plot":     benchPlot,
+		"codec":    benchCodec,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare) [flags]\n\n"+
