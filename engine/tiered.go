@@ -58,7 +58,7 @@ type TieredCache struct {
 	log *slog.Logger
 	// stored remembers keys this process wrote or loaded, so that they are
 	// not queued again; cleared when it grows past storedMax.
-	stored map[string]struct{}
+	stored                           map[string]struct{}
 	chunks, tokens, spilled, invalid atomic.Int64
 }
 

@@ -188,7 +188,7 @@ func TestRedisDownOrSlow(t *testing.T) {
 		t.Fatalf("with the server up: %v", err)
 	}
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func()
 	}{
 		{"paused", func() { srv.Pause() }},
