@@ -37,6 +37,7 @@ type serveOptions struct {
 	prefixCache       bool
 	press             string
 	pressRatio        float64
+	tiers             tierOptions
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -69,7 +70,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
+	addTierFlags(fs, &o.tiers)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.tiers.parse(); err != nil {
 		return err
 	}
 	var err error
@@ -117,6 +122,19 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	var cache engine.CacheAllocator = engine.NewPoolCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
 	if o.prefixCache {
 		cache = engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: o.kvMemory, Format: o.kvFormat})
+	}
+	if o.tiers.any() {
+		pc, ok := cache.(*engine.PrefixCache)
+		if !ok {
+			return usageError{"--kv-disk, --kv-redis and --kv-host-memory need the prefix cache (--prefix-cache)"}
+		}
+		tc, err := openTiers(&o.tiers, b, pc, o.kvFormat, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer tc.Store().Close() // after the scheduler: writes what is queued
+		cache = tc
+		log.Info("kv tiers", "tiers", tc.Store().Tiers(), "codec", o.tiers.level.String(), "chunk_tokens", o.tiers.chunk)
 	}
 	sched := engine.NewScheduler(b, engine.SchedulerConfig{
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
