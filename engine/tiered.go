@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,7 +23,7 @@ type TierConfig struct {
 	Store *store.Store
 	// Level is the codec level chunks are written in (cg1 if zero).
 	Level codec.Level
-	// ChunkTokens is the tokens per stored chunk; 256 if 0. Chunks start
+	// ChunkTokens is the tokens per stored chunk; 128 if 0. Chunks start
 	// at multiples of it, so only whole chunks of a prompt are stored and
 	// loaded.
 	ChunkTokens int
@@ -74,7 +76,7 @@ type TierLoads struct {
 // NewTieredCache returns a tiered cache over p.
 func NewTieredCache(p *PrefixCache, cfg TierConfig) *TieredCache {
 	if cfg.ChunkTokens <= 0 {
-		cfg.ChunkTokens = 256
+		cfg.ChunkTokens = 128
 	}
 	if cfg.Level == (codec.Level{}) {
 		cfg.Level, _ = codec.ParseLevel("cg1")
@@ -131,24 +133,41 @@ func (t *TieredCache) Acquire(salt string, prompt []int) (*kvcache.Seq, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.LoadTimeout)
 	defer cancel()
 	keys := t.chunkKeys(salt, prompt[:limit])
-	var chunks []*codec.Chunk
+	// Fetch the run of chunks found, then decode them in parallel.
+	var payloads [][]byte
 	for i := first; i < len(keys); i++ {
 		payload, _, err := t.cfg.Store.Get(ctx, keys[i])
 		if err != nil {
 			break
 		}
-		ch, _, err := codec.Decode(payload)
-		if err == nil && (ch.Start != i*c || ch.Tokens != c || ch.Layers != seq.Layers() || ch.Heads != seq.KVHeads() || ch.Dim != seq.HeadDim()) {
-			err = fmt.Errorf("chunk %d of %d tokens at %d, want %d tokens at %d", i, ch.Tokens, ch.Start, c, i*c)
-		}
+		payloads = append(payloads, payload)
+	}
+	chunks := make([]*codec.Chunk, len(payloads))
+	errs := make([]error, len(payloads))
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range min(len(payloads), runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for j := int(next.Add(1) - 1); j < len(payloads); j = int(next.Add(1) - 1) {
+				i := first + j
+				ch, _, err := codec.Decode(payloads[j])
+				if err == nil && (ch.Start != i*c || ch.Tokens != c || ch.Layers != seq.Layers() || ch.Heads != seq.KVHeads() || ch.Dim != seq.HeadDim()) {
+					err = fmt.Errorf("chunk %d of %d tokens at %d, want %d tokens at %d", i, ch.Tokens, ch.Start, c, i*c)
+				}
+				chunks[j], errs[j] = ch, err
+			}
+		})
+	}
+	wg.Wait()
+	for j, err := range errs {
 		if err != nil {
 			t.invalid.Add(1)
-			t.log.Warn("kv store: entry does not decode; deleting it, the tokens are recomputed", "key", keys[i], "err", err)
-			t.cfg.Store.Invalidate(ctx, keys[i])
+			t.log.Warn("kv store: entry does not decode; deleting it, the tokens are recomputed", "key", keys[first+j], "err", err)
+			t.cfg.Store.Invalidate(ctx, keys[first+j])
+			chunks = chunks[:j]
 			break
 		}
-		chunks = append(chunks, ch)
-		t.stored[keys[i]] = struct{}{}
+		t.stored[keys[first+j]] = struct{}{}
 	}
 	if len(chunks) == 0 {
 		return seq, nil

@@ -24,6 +24,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"compare":  benchCompare,
 		"plot":     benchPlot,
 		"codec":    benchCodec,
+		"tiers":    benchTiers,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare) [flags]\n\n"+
@@ -31,7 +32,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			"  perf      prefill and decode speed, TTFT, memory\n"+
 			"  serve     load a running server: multi-turn shared-context chats, TTFT, ITL, throughput\n"+
 			"  compare   compare an accuracy result with a baseline table and reference answers\n"+
-			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)")
+			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)\n"+
+			"  codec     accuracy and bytes after a round trip through the KV wire codec\n"+
+			"  tiers     TTFT of a shared-context turn loaded from memory, disk, Redis vs recomputed")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
 		}
@@ -39,7 +42,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, ok := subs[args[0]]
 	if !ok {
-		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve, compare or plot)", args[0])}
+		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve, compare, plot, codec or tiers)", args[0])}
 	}
 	return sub(args[1:], stdout, stderr)
 }
