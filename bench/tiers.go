@@ -20,7 +20,7 @@ type TierOptions struct {
 	Levels []codec.Level
 	// RedisURL, if set, adds a Redis tier row per level.
 	RedisURL string
-	// ChunkTokens is the store's chunk (128 if 0).
+	// ChunkTokens is the store's chunk (256 if 0).
 	ChunkTokens int
 	// Format is the pool's format.
 	Format kvcache.Format
@@ -57,7 +57,7 @@ func TierTTFT(ctx context.Context, b *engine.Bundle, turn1, turn2 []int, opt Tie
 		opt.Repeat = 3
 	}
 	if opt.ChunkTokens <= 0 {
-		opt.ChunkTokens = 128
+		opt.ChunkTokens = 256
 	}
 	pcfg := kvcache.PoolConfig{Format: opt.Format}
 	say := func(format string, a ...any) {

@@ -23,7 +23,7 @@ type TierConfig struct {
 	Store *store.Store
 	// Level is the codec level chunks are written in (cg1 if zero).
 	Level codec.Level
-	// ChunkTokens is the tokens per stored chunk; 128 if 0. Chunks start
+	// ChunkTokens is the tokens per stored chunk; 256 if 0. Chunks start
 	// at multiples of it, so only whole chunks of a prompt are stored and
 	// loaded.
 	ChunkTokens int
@@ -76,7 +76,7 @@ type TierLoads struct {
 // NewTieredCache returns a tiered cache over p.
 func NewTieredCache(p *PrefixCache, cfg TierConfig) *TieredCache {
 	if cfg.ChunkTokens <= 0 {
-		cfg.ChunkTokens = 128
+		cfg.ChunkTokens = 256
 	}
 	if cfg.Level == (codec.Level{}) {
 		cfg.Level, _ = codec.ParseLevel("cg1")

@@ -29,7 +29,7 @@ func benchTiers(args []string, stdout, stderr io.Writer) error {
 	index := fs.Int("record", 0, "which matching record (0: the first)")
 	redisURL := fs.String("kv-redis", "", "Redis URL for the Redis rows, e.g. redis://127.0.0.1:6379/0 (none: no Redis rows)")
 	levelList := fs.String("levels", "cg1,bf16", "comma-separated codec levels of the tier rows")
-	chunk := fs.Int("kv-chunk", 128, "tokens per stored chunk")
+	chunk := fs.Int("kv-chunk", 256, "tokens per stored chunk")
 	repeat := fs.Int("repeat", 3, "fresh readers per row; the median is reported")
 	kvFormat := fs.String("kv-format", "f32", "the pool's format: f32 or bf16")
 	out := fs.String("out", "", "write the rows as JSON to this file")

@@ -42,7 +42,7 @@ func addTierFlags(fs *flag.FlagSet, o *tierOptions) {
 	fs.DurationVar(&o.redisTimeout, "kv-redis-timeout", 250*time.Millisecond, "network timeout of Redis operations; a slow or dead Redis costs at most this, then the prompt is computed")
 	o.hostMemoryFlag = fs.String("kv-host-memory", "0", "bytes of a host-memory tier of encoded chunks above disk and Redis (0: none)")
 	o.levelFlag = fs.String("kv-codec", "cg1", "how chunks are encoded for the tiers: cg1 … cg4 (CacheGen, finest to coarsest), int8, int4 or bf16")
-	fs.IntVar(&o.chunk, "kv-chunk", 128, "tokens per stored chunk: smaller ones leave fewer tokens of a prompt to compute, larger ones cost fewer bytes per token")
+	fs.IntVar(&o.chunk, "kv-chunk", 256, "tokens per stored chunk: smaller ones leave fewer tokens of a prompt to compute, larger ones cost fewer bytes per token")
 }
 
 // parse reads the flags that need parsing.
