@@ -24,15 +24,19 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"compare":  benchCompare,
 		"plot":     benchPlot,
 		"summary":  benchSummary,
+		"codec":    benchCodec,
+		"tiers":    benchTiers,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare | plot | summary) [flags]\n\n"+
+		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare | plot | summary | codec | tiers) [flags]\n\n"+
 			"  accuracy  long-context task accuracy (greedy, exact match) on a JSONL task set\n"+
 			"  perf      prefill and decode speed, TTFT, memory\n"+
 			"  serve     load a running server: multi-turn shared-context chats, TTFT, ITL, throughput\n"+
 			"  compare   compare an accuracy result with a baseline table and reference answers\n"+
 			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)\n"+
-			"  summary   one line per method family: best accuracy within each byte budget")
+			"  summary   one line per method family: best accuracy within each byte budget\n"+
+			"  codec     accuracy and bytes after a round trip through the KV wire codec\n"+
+			"  tiers     TTFT of a shared-context turn loaded from memory, disk, Redis vs recomputed")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
 		}
@@ -40,7 +44,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, ok := subs[args[0]]
 	if !ok {
-		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve, compare, plot or summary)", args[0])}
+		return usageError{fmt.Sprintf("unknown bench %q (want accuracy, perf, serve, compare, plot, summary, codec or tiers)", args[0])}
 	}
 	return sub(args[1:], stdout, stderr)
 }

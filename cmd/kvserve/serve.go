@@ -48,6 +48,7 @@ type serveOptions struct {
 	metricsAuth      bool
 	limits           serveLimits // hostile-input bounds (serve_limits.go)
 	reuse            string      // how documents' cached KV is reused (blend)
+	tiers            tierOptions
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -93,7 +94,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.chatTemplate, "chat-template", "", chatTemplateUsage)
 	keyFlags := addAPIKeyFlags(fs)
 	o.limits.flags(fs)
+	addTierFlags(fs, &o.tiers)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.tiers.parse(); err != nil {
 		return err
 	}
 	var err error
@@ -270,6 +275,8 @@ type servedModel struct {
 	b     *engine.Bundle
 	sched *engine.Scheduler
 	api   *server.Server
+	// closers run after the scheduler stops, before the model unloads.
+	closers []func()
 }
 
 // openServed loads one model and starts its scheduler with its share of
@@ -287,6 +294,22 @@ func openServed(spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Lo
 	if o.prefixCache {
 		cache = engine.NewPrefixCache(b.Net, kvcache.PoolConfig{Budget: budget, Format: o.kvFormat})
 	}
+	var closers []func()
+	if o.tiers.any() {
+		pc, ok := cache.(*engine.PrefixCache)
+		if !ok {
+			b.Close()
+			return nil, usageError{"--kv-disk, --kv-redis and --kv-host-memory need the prefix cache (--prefix-cache)"}
+		}
+		tc, err := openTiers(&o.tiers, b, pc, o.kvFormat, metrics, log)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		closers = append(closers, func() { tc.Store().Close() }) // after the scheduler: writes what is queued
+		cache = tc
+		log.Info("kv tiers", "model", b.Name, "tiers", tc.Store().Tiers(), "codec", o.tiers.level.String(), "chunk_tokens", o.tiers.chunk)
+	}
 	// Documents' KV lives in the same pool, under the same budget: the
 	// allocator evicts kept documents once kept prefixes are gone.
 	chunks := chunk.New(cache.(interface{ Pool() *kvcache.Pool }).Pool())
@@ -298,12 +321,15 @@ func openServed(spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Lo
 	})
 	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
 		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse}))
-	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api}, nil
+	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api, closers: closers}, nil
 }
 
 // close stops the scheduler and unloads the model.
 func (m *servedModel) close() {
 	m.sched.Close()
+	for _, c := range m.closers {
+		c()
+	}
 	m.b.Close()
 }
 
