@@ -156,7 +156,7 @@ func (p CAKEScore) Score(s *State) [][]float32 {
 		out[g] = append(acc, make([]float32, win)...)
 		padMax(out[g], n-win)
 	}
-	return out
+	return padLayer(out)
 }
 
 // meanVar returns the mean and the unbiased variance of column j of rows.

@@ -60,7 +60,7 @@ func (p GlobalLocal) Score(s *State) [][]float32 {
 		}
 		padMax(out[g], pre)
 	}
-	return out
+	return padLayer(out)
 }
 
 // global returns the mean attention each of the first pre tokens of head g

@@ -14,8 +14,9 @@ import (
 // the tokens, averaged over the GQA group and weighted by ‖v‖. Devoto et
 // al., "Expected Attention: KV Cache Compression by Estimating Attention
 // from Future Queries Distribution" (arXiv:2510.00636), as kvpress
-// implements it: the first Sink tokens are kept and left out of the
-// statistics, and Σ divides by the number of queries.
+// implements it: the first Sink tokens are kept (scored above every other
+// token of the layer, so no split across heads evicts them) and left out of
+// the statistics, and Σ divides by the number of queries.
 type ExpectedAttention struct {
 	Future int
 	Sink   int
@@ -99,16 +100,12 @@ func (p ExpectedAttention) Score(s *State) [][]float32 {
 		for j := sink; j < nk; j++ {
 			scores[j] = acc[j-sink] * norm(s.Value(g, j))
 		}
-		m := float32(0)
-		for _, v := range scores[sink:] {
-			m = max(m, v)
-		}
 		for j := range sink {
-			scores[j] = m
+			scores[j] = float32(math.Inf(1)) // kept: padLayer
 		}
 		out[g] = scores
 	}
-	return out
+	return padLayer(out)
 }
 
 // queryStats returns the mean and covariance (divided by the count) of
