@@ -123,13 +123,13 @@ type EMS struct {
 	// class centres (0.25 by default).
 	CentreShare float64
 	// Threshold is the least key cosine similarity at which an evicted
-	// token joins a centre (0.5 by default, D2O's τ).
+	// token joins a centre (0.5 by default).
 	Threshold float32
 }
 
 func init() {
 	register("ems", func() (Scorer, Budget) {
-		return GlobalLocal{Window: 32}, EMS{CentreShare: 0.25, Threshold: D2OThreshold}
+		return GlobalLocal{Window: 32}, EMS{CentreShare: 0.25, Threshold: 0.5}
 	})
 }
 

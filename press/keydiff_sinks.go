@@ -30,16 +30,7 @@ func init() {
 // Score implements Scorer.
 func (p Protect) Score(s *State) [][]float32 {
 	out := p.Scorer.Score(s)
-	first := true
-	var lo, hi float32
-	for _, sc := range out {
-		for _, v := range sc {
-			if first {
-				lo, hi, first = v, v, false
-			}
-			lo, hi = min(lo, v), max(hi, v)
-		}
-	}
+	lo, hi := lowHigh(out)
 	for _, sc := range out {
 		protect(sc, p.Sink, p.Recent, lo, hi)
 	}
