@@ -90,6 +90,24 @@ func (s *Seq) Reserve(n int) error {
 	return s.pool.fits(need) // a check only: Append allocates as it goes
 }
 
+// ReserveLayer is Reserve for the heads of one layer: a prefill that
+// computes the prompt layer by layer needs one layer's blocks at a time.
+func (s *Seq) ReserveLayer(l, n int) error {
+	bt := s.pool.cfg.BlockTokens
+	need := 0
+	for g := range s.pool.cfg.KVHeads {
+		h := s.list(l, g)
+		need += max(0, (h.n+n+bt-1)/bt-len(h.blocks))
+		if h.n%bt != 0 && s.pool.shared(h.blocks[h.n/bt]) {
+			need++
+		}
+	}
+	if need == 0 {
+		return nil
+	}
+	return s.pool.fits(need)
+}
+
 // Append adds one token's key and value (each HeadDim floats) to one head.
 func (s *Seq) Append(layer, head int, k, v []float32, pos int) {
 	h := s.list(layer, head)
