@@ -151,20 +151,44 @@ func (b DuoHeads) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *mo
 	}
 	streaming := Streaming(scores, p.Ratio)
 	for l := range c.Layers {
-		for g := range c.KVHeads {
-			if !streaming[l][g] {
-				continue
-			}
-			idx := b.keepStreaming(seq.Len(l, g))
-			if idx == nil {
-				continue
-			}
-			if err := seq.Keep(l, g, idx); err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
+		if err := b.cut(p, seq, l, streaming[l]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// cut cuts layer l's streaming heads to their sinks and recent windows.
+func (b DuoHeads) cut(p *Press, seq *kvcache.Seq, l int, streaming []bool) error {
+	for g, s := range streaming {
+		if !s {
+			continue
+		}
+		idx := b.keepStreaming(seq.Len(l, g))
+		if idx == nil {
+			continue
+		}
+		if err := seq.Keep(l, g, idx); err != nil {
+			return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
+		}
+	}
+	return nil
+}
+
+// PerLayer implements LayerApplier: with a head file the streaming heads
+// are known before any layer is computed; measured on the fly they are
+// ranked over all layers, so every layer must exist first.
+func (b DuoHeads) PerLayer() bool { return b.Scores != nil }
+
+// ApplyLayer implements LayerApplier (with a head file only).
+func (b DuoHeads) ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
+	if b.Scores == nil {
+		return b.ApplyPress(p, m, seq, obs)
+	}
+	if len(b.Scores) != m.Config.Layers {
+		return fmt.Errorf("press %s: head scores for %d layers, the model has %d", p.Name, len(b.Scores), m.Config.Layers)
+	}
+	return b.cut(p, seq, l, Streaming(b.Scores, p.Ratio)[l])
 }
 
 // Select implements Budget for callers without Apply, one layer at a time:

@@ -1,18 +1,9 @@
 package press
 
-import (
-	"fmt"
-
-	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/model"
-)
-
 // Merger is a Budget that merges the tokens it evicts into the ones it
 // keeps instead of dropping them. Apply selects with Select, as for any
 // budget, then asks Merge for the kept tokens' new values and stores them
-// with Seq.KeepMerged. Until Apply knows this interface (see
-// applyMerging), a merger is used through its plain Select: eviction
-// without merging.
+// with Seq.KeepMerged (Press.applyLayer).
 type Merger interface {
 	Budget
 	// Merge returns, for head g of the layer in s and the ascending
@@ -142,30 +133,4 @@ func (m Merging) Merge(s *State, g int, keep []int) [][]float32 {
 		}
 	}
 	return out
-}
-
-// applyMerging is Apply for a Merger budget: per layer, score, select,
-// merge the evicted values into the kept ones and evict (Seq.KeepMerged).
-func (p *Press) applyMerging(m *model.Model, seq *kvcache.Seq, obs *model.Observer, mg Merger) error {
-	if p.Ratio < 0 || p.Ratio >= 1 {
-		return fmt.Errorf("press %s: ratio %v outside [0, 1)", p.Name, p.Ratio)
-	}
-	if p.Ratio == 0 {
-		return nil
-	}
-	c := m.Config
-	for l := range c.Layers {
-		st := newState(m, seq, l, obs)
-		scores := p.Scorer.Score(st)
-		keep := mg.Select(scores, l, c.Layers, p.Ratio)
-		for g, idx := range keep {
-			if len(idx) == st.Tokens(g) {
-				continue
-			}
-			if err := seq.KeepMerged(l, g, idx, mg.Merge(st, g, idx)); err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
-		}
-	}
-	return nil
 }
