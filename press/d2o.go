@@ -20,8 +20,10 @@ import (
 // (std/mean) of H2O's accumulated attention over its tokens, averaged over
 // its KV heads, and the whole cache's budget Σ⌊n·(1 − ratio)⌋ is shared
 // out in proportion to 1/(1 + CV) (ours: the paper's exact weighting is a
-// hyperparameterised schedule), each layer between Recent + Sink tokens
-// and all of them, the excess handed on to the others.
+// hyperparameterised schedule). Each layer is compressed as soon as it is
+// computed, so that memory stays bounded: its share is decided from the
+// layers so far, the later ones counted at their mean weight (LayerBudget),
+// where the paper sees all layers first.
 //
 // Token level: each head keeps its Sink first and Recent last tokens and
 // the rest of its layer's budget by accumulated attention (H2O). Each
@@ -52,27 +54,43 @@ func (D2O) Select(scores [][]float32, layer, layers int, ratio float64) [][]int 
 	return Uniform{}.Select(scores, layer, layers, ratio)
 }
 
-// ApplyPress implements Applier.
+// ApplyPress implements Applier: ApplyLayer on every layer in turn.
 func (b D2O) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer) error {
-	c := m.Config
-	cv := make([]float64, c.Layers)
-	lens := make([]int, c.Layers)
-	for l := range c.Layers {
-		lens[l] = seq.Len(l, 0)
-		if obs == nil || l >= len(obs.AttnSum) {
-			continue
-		}
-		for g := range c.KVHeads {
-			cv[l] += variation(obs.AttnSum[l][g], seq.Len(l, g)) / float64(c.KVHeads)
+	for l := range m.Config.Layers {
+		if err := b.ApplyLayer(p, m, seq, obs, l); err != nil {
+			return err
 		}
 	}
-	budgets := b.LayerBudgets(cv, lens, p.Ratio)
+	return nil
+}
+
+// PerLayer implements LayerApplier: a layer's budget depends only on the
+// layers before it.
+func (D2O) PerLayer() bool { return true }
+
+// ApplyLayer implements LayerApplier: layer l's budget from the variation
+// of layers 0 … l and what the earlier layers kept, then eviction and
+// merging.
+func (b D2O) ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
+	c := m.Config
+	observed := obs != nil && l < len(obs.AttnSum) && len(obs.AttnSum[l][0]) >= seq.Len(l, 0)
+	cv := make([]float64, l+1)
+	if observed {
+		for i := range cv {
+			for g := range c.KVHeads {
+				cv[i] += variation(obs.AttnSum[i][g], len(obs.AttnSum[i][g])) / float64(c.KVHeads)
+			}
+		}
+	}
+	kept := 0
+	for i := range l {
+		kept += seq.Len(i, 0)
+	}
+	budget := b.LayerBudget(cv, seq.Len(l, 0), kept, c.Layers, p.Ratio)
 	var scores [][]float32
-	layer := -1
-	return applyKVMerges(p, m, seq, obs, func(st *State, g int) kvMerge {
-		if st.Layer != layer {
-			layer = st.Layer
-			if obs != nil && layer < len(obs.AttnSum) && len(obs.AttnSum[layer][0]) >= st.Tokens(0) {
+	return applyKVMergesLayer(p, m, seq, obs, l, func(st *State, g int) kvMerge {
+		if scores == nil {
+			if observed {
 				scores = p.Scorer.Score(st)
 			} else { // nothing observed: the most recent tokens rank first
 				scores = StreamingLLM{Sink: b.Sink}.Score(st)
@@ -82,7 +100,7 @@ func (b D2O) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.O
 				protect(sc, b.Sink, b.Recent, lo, hi)
 			}
 		}
-		return b.merge(st, g, topK(scores[g], budgets[st.Layer]))
+		return b.merge(st, g, topK(scores[g], budget))
 	})
 }
 
@@ -123,55 +141,23 @@ func variation(sum []float32, n int) float64 {
 	return math.Sqrt(v) / mean
 }
 
-// LayerBudgets shares Σ⌊n_l·(1 − ratio)⌋ over layers in proportion to
-// 1/(1 + cv_l), each between min(n_l, Sink + Recent) and n_l.
-func (b D2O) LayerBudgets(cv []float64, lens []int, ratio float64) []int {
-	L := len(cv)
-	total := 0
-	lo, hi := make([]float64, L), make([]float64, L)
-	for l, n := range lens {
-		total += int(float64(n) * (1 - ratio))
-		lo[l], hi[l] = float64(min(n, b.Sink+b.Recent)), float64(n)
+// LayerBudget returns the tokens per head of layer l = len(cv) − 1 of
+// layers, given the variation cv of layers 0 … l, the layer's n tokens per
+// head and the tokens per head the earlier layers kept. The cache's budget
+// is ⌊n·(1 − ratio)⌋ per head and layer; layer l takes, of what is left,
+// the share w_l/(w_l + (layers − 1 − l)·w̄) with w = 1/(1 + cv) and w̄ the
+// mean weight so far standing in for the layers not yet computed (the last
+// layer takes the rest), between min(n, Sink + Recent) and n.
+func (b D2O) LayerBudget(cv []float64, n, kept, layers int, ratio float64) int {
+	l := len(cv) - 1
+	left := int(float64(n)*(1-ratio))*layers - kept
+	w := 1 / (1 + cv[l])
+	var mean float64
+	for _, v := range cv {
+		mean += 1 / (1 + v) / float64(len(cv))
 	}
-	out := make([]float64, L)
-	fixed := make([]bool, L)
-	left := float64(total)
-	for range L + 1 { // water-filling: fix layers at their bounds, share the rest
-		var wsum float64
-		for l := range L {
-			if !fixed[l] {
-				wsum += 1 / (1 + cv[l])
-			}
-		}
-		if wsum == 0 {
-			break
-		}
-		over := false
-		for l := range L {
-			if !fixed[l] {
-				out[l] = left * (1 / (1 + cv[l])) / wsum
-				over = over || out[l] > hi[l]
-			}
-		}
-		// Fix the layers past their cap first (their excess goes to the
-		// others), then those under their floor.
-		changed := false
-		for l := range L {
-			if !fixed[l] && (out[l] > hi[l] || (!over && out[l] < lo[l])) {
-				out[l] = math.Max(lo[l], math.Min(hi[l], out[l]))
-				fixed[l], changed = true, true
-				left -= out[l]
-			}
-		}
-		if !changed {
-			break
-		}
-	}
-	budgets := make([]int, L)
-	for l, x := range out {
-		budgets[l] = int(math.Round(x))
-	}
-	return budgets
+	x := float64(left) * w / (w + float64(layers-1-l)*mean)
+	return max(min(n, b.Sink+b.Recent), min(n, int(math.Round(x))))
 }
 
 // merge merges head g's evicted tokens into the kept ones (keep

@@ -20,13 +20,16 @@ import (
 //
 // Head scores (higher: more of a retrieval head) come from a head file
 // written by 'kvserve profile-heads' (the share of a passkey question's
-// attention that lands on the needle) when one is given. Without a file
-// they are measured on the prompt itself: a head's score is the share of
-// the last Window queries' attention (averaged over its query group) that
-// falls outside its sinks and recent window — what it would lose as a
-// streaming head. The paper learns gates offline instead and kvpress
-// loads them or estimates them on sample text; the on-the-fly score needs
-// no files and adapts to the prompt.
+// attention that lands on the needle) when one is given (NewDuo); the
+// streaming heads are then the lowest over all layers, as in kvpress.
+// Without a file they are measured on the prompt itself: a head's score is
+// the share of the last Window queries' attention (averaged over its query
+// group) that falls outside its sinks and recent window — what it would
+// lose as a streaming head. The paper learns gates offline instead and
+// kvpress loads them or estimates them on sample text; the on-the-fly score
+// needs no files and adapts to the prompt. Each layer is then cut as soon
+// as it is computed (bounded peak memory), so the streaming heads are
+// spread evenly over the layers and ranked within each (see ApplyLayer).
 //
 // Window sizes: kvpress's defaults are 128 sinks + 256 recent, set for
 // contexts of tens of thousands of tokens. For a context of n tokens
@@ -131,27 +134,10 @@ func (b DuoHeads) keepStreaming(n int) []int {
 	return idx
 }
 
-// ApplyPress implements Applier: score every head (from the file, or one
-// layer at a time on the fly), choose the streaming heads over all layers,
-// and cut each to its sinks and recent window.
+// ApplyPress implements Applier: ApplyLayer on every layer.
 func (b DuoHeads) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer) error {
-	c := m.Config
-	scores := b.Scores
-	if scores == nil {
-		scores = make([][]float64, c.Layers)
-		for l := range c.Layers {
-			st := newState(m, seq, l, obs)
-			n := st.Tokens(0)
-			sink, recent := b.Pattern(n)
-			scores[l] = outsideMass(st, sink, recent, b.Window)
-		}
-	} else if len(scores) != c.Layers || len(scores[0]) != c.KVHeads {
-		return fmt.Errorf("press %s: head scores are %d layers × %d heads, the model has %d × %d (profile the heads of this model)",
-			p.Name, len(scores), len(scores[0]), c.Layers, c.KVHeads)
-	}
-	streaming := Streaming(scores, p.Ratio)
-	for l := range c.Layers {
-		if err := b.cut(p, seq, l, streaming[l]); err != nil {
+	for l := range m.Config.Layers {
+		if err := b.ApplyLayer(p, m, seq, obs, l); err != nil {
 			return err
 		}
 	}
@@ -175,20 +161,30 @@ func (b DuoHeads) cut(p *Press, seq *kvcache.Seq, l int, streaming []bool) error
 	return nil
 }
 
-// PerLayer implements LayerApplier: with a head file the streaming heads
-// are known before any layer is computed; measured on the fly they are
-// ranked over all layers, so every layer must exist first.
-func (b DuoHeads) PerLayer() bool { return b.Scores != nil }
+// PerLayer implements LayerApplier: each layer is cut as soon as it is
+// computed.
+func (DuoHeads) PerLayer() bool { return true }
 
-// ApplyLayer implements LayerApplier (with a head file only).
+// ApplyLayer implements LayerApplier. With head scores the streaming heads
+// are the lowest-ranked over all layers. On the fly a layer is judged
+// before later layers exist, so the ⌊L·H·ratio⌉ streaming heads are spread
+// evenly over the layers — ⌊(l+1)·H·ratio⌉ − ⌊l·H·ratio⌉ in layer l — and
+// each layer's lowest-scored heads take its quota.
 func (b DuoHeads) ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
-	if b.Scores == nil {
-		return b.ApplyPress(p, m, seq, obs)
+	c := m.Config
+	if b.Scores != nil {
+		if len(b.Scores) != c.Layers || len(b.Scores[0]) != c.KVHeads {
+			return fmt.Errorf("press %s: head scores are %d layers × %d heads, the model has %d × %d (profile the heads of this model)",
+				p.Name, len(b.Scores), len(b.Scores[0]), c.Layers, c.KVHeads)
+		}
+		return b.cut(p, seq, l, Streaming(b.Scores, p.Ratio)[l])
 	}
-	if len(b.Scores) != m.Config.Layers {
-		return fmt.Errorf("press %s: head scores for %d layers, the model has %d", p.Name, len(b.Scores), m.Config.Layers)
-	}
-	return b.cut(p, seq, l, Streaming(b.Scores, p.Ratio)[l])
+	st := newState(m, seq, l, obs)
+	sink, recent := b.Pattern(st.Tokens(0))
+	scores := outsideMass(st, sink, recent, b.Window)
+	h := float64(c.KVHeads)
+	quota := int(math.Round(float64(l+1)*h*p.Ratio)) - int(math.Round(float64(l)*h*p.Ratio))
+	return b.cut(p, seq, l, Streaming([][]float64{scores}, float64(quota)/h)[0])
 }
 
 // Select implements Budget for callers without Apply, one layer at a time:

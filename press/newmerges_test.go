@@ -83,23 +83,23 @@ func TestKVMergerRuns(t *testing.T) {
 	}
 }
 
-func TestD2OLayerBudgets(t *testing.T) {
+func TestD2OLayerBudget(t *testing.T) {
 	b := D2O{Sink: 4, Recent: 32}
 	for _, tc := range []struct {
-		cv   []float64
-		lens []int
-		want []int
+		cv      []float64
+		n, kept int
+		want    int
+		why     string
 	}{
-		// Weights 1, ½, ¼ of 150: 85.7, 42.9, 21.4; the last is under its
-		// floor of 36, the other two share 114 as 2 : 1.
-		{[]float64{0, 1, 3}, []int{100, 100, 100}, []int{76, 38, 36}},
-		// Equal sparsity: equal budgets.
-		{[]float64{0.5, 0.5}, []int{100, 100}, []int{50, 50}},
-		// A layer's budget stops at its length; the rest goes on.
-		{[]float64{0, 1}, []int{60, 200}, []int{60, 70}},
+		{[]float64{0}, 100, 0, 50, "first of 3 layers: a third of 150"},
+		// w = ½ against a mean of ¾ for the one layer to come: 100·½/1¼.
+		{[]float64{0, 1}, 100, 50, 40, "a sparser second layer gets less"},
+		{[]float64{0, 1, 3}, 100, 90, 60, "the last layer takes the rest"},
+		{[]float64{0, 1, 3}, 100, 140, 36, "but never under Sink + Recent"},
+		{[]float64{0, 0, 0}, 100, 0, 100, "nor over its length"},
 	} {
-		if got := b.LayerBudgets(tc.cv, tc.lens, 0.5); !slices.Equal(got, tc.want) {
-			t.Errorf("cv %v: budgets %v, want %v", tc.cv, got, tc.want)
+		if got := b.LayerBudget(tc.cv, tc.n, tc.kept, 3, 0.5); got != tc.want {
+			t.Errorf("%s: budget %d, want %d", tc.why, got, tc.want)
 		}
 	}
 	if v := variation([]float32{4, 3, 2, 1}, 4); v != 0 {

@@ -55,6 +55,11 @@ type Needs struct {
 	PreRope   bool
 	Hidden    bool
 	Attention bool
+	// QueryStats asks for the mean and covariance of the pre-RoPE queries
+	// from the prompt's StatsFrom-th token on (model.Observer.QueryStats),
+	// kept as sums instead of every query.
+	QueryStats bool
+	StatsFrom  int
 }
 
 // Scorer scores the tokens of one layer: scores[g][j] for KV head g and
@@ -91,11 +96,15 @@ func Observer(presses []*Press, from, n int) *model.Observer {
 			continue
 		}
 		need := p.Scorer.Needs()
-		if need.Window == 0 && !need.PreRope && !need.Hidden && !need.Attention {
+		if need.Window == 0 && !need.PreRope && !need.Hidden && !need.Attention && !need.QueryStats {
 			continue
 		}
 		if o == nil {
-			o = &model.Observer{From: from + n}
+			o = &model.Observer{From: from + n, StatsFrom: from + n}
+		}
+		if need.QueryStats {
+			o.StatsFrom = min(o.StatsFrom, from+need.StatsFrom)
+			o.QueryStats = true
 		}
 		o.PreRope = o.PreRope || need.PreRope
 		o.Hidden = o.Hidden || need.Hidden
