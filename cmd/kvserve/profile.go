@@ -21,7 +21,7 @@ func cmdProfileHeads(args []string, stdout, stderr io.Writer) error {
 			"The question's tokens attend over the cache with attention recorded; a KV\n"+
 			"head's score is the share of their attention (summed over the head's query\n"+
 			"group, averaged over queries and samples) that lands on the needle's tokens.\n"+
-			"duo_attention built from this file (press.NewDuo) makes the ratio's share of\n"+
+			"duo_attention with this file (bench accuracy --duo-heads) makes the ratio's share of\n"+
 			"heads with the lowest scores streaming heads (sinks + recent window); the\n"+
 			"file also marks the heads above the median as retrieval heads (R in the\n"+
 			"printed layer × head table), the split razor_attention and compresskv use.", stderr)
