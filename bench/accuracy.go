@@ -234,8 +234,12 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 // compressed layers and at most one full one, as it would alone — its
 // peak is measured after each layer is adopted and after compression
 // (Keep compacts a cache it holds alone in place, so a press on its own
-// allocates nothing more). Presses that need every layer first compress
-// once all are adopted: their peak is the full cache.
+// allocates nothing more). Presses that plan over every layer (CAKE,
+// CompressKV, WindowKV) score each layer on this pass, keeping scores
+// only, and select each layer as a second layer-by-layer pass recomputes
+// it: the same bound, for twice the prefill. Other presses that need every
+// layer first (RazorAttention) compress once all are adopted: their peak
+// is the full cache.
 func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r *Record, text string, ids []int, presses []*press.Press, runs []*Run, queryAware bool) ([]*kvcache.Seq, []int64, int64, error) {
 	end := strings.Index(text, r.Context)
 	if end < 0 {
@@ -268,6 +272,15 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 			dropObs = false
 		}
 	}
+	// Presses that plan over every layer (CAKE, CompressKV, WindowKV) score
+	// each layer on this pass and select on a second one.
+	plans := make([]*press.Plan, len(presses))
+	second := false
+	for i, p := range presses {
+		if p != nil && p.Planned() && split > 0 {
+			plans[i], second = p.NewPlan(b.Net), true
+		}
+	}
 	var layerBytes int64
 	var obs *model.Observer
 	if split > 0 {
@@ -276,6 +289,13 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 			layerBytes = max(layerBytes, base.LayerBytes(l))
 			for i, p := range presses {
 				c := caches[i]
+				if plans[i] != nil { // score now, select on the second pass
+					peaks[i] = max(peaks[i], base.LayerBytes(l))
+					t0 := time.Now()
+					p.PlanLayer(b.Net, base, obs, l, plans[i])
+					runs[i].CompressSeconds += time.Since(t0).Seconds()
+					continue
+				}
 				if err := c.AdoptLayer(base, l); err != nil {
 					return err
 				}
@@ -300,6 +320,33 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 			return fail(err)
 		}
 	}
+	if second {
+		again := pool.NewSeq()
+		_, err := b.Net.ForwardLayered(again, ids[:split], model.NoLogits, nil, func(l int) error {
+			for i, p := range presses {
+				if plans[i] == nil {
+					continue
+				}
+				c := caches[i]
+				if err := c.AdoptLayer(again, l); err != nil {
+					return err
+				}
+				peaks[i] = max(peaks[i], c.StoredBytes())
+				t0 := time.Now()
+				err := p.ApplyPlanned(c, l, plans[i])
+				runs[i].CompressSeconds += time.Since(t0).Seconds()
+				if err != nil {
+					return err
+				}
+			}
+			again.ReleaseLayer(l)
+			return nil
+		})
+		again.Release()
+		if err != nil {
+			return fail(err)
+		}
+	}
 	for i, p := range presses {
 		c := caches[i]
 		c.Advance(split)
@@ -308,7 +355,7 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 		}
 		t0 := time.Now()
 		var err error
-		if p.Layerwise() {
+		if p.Layerwise() || plans[i] != nil {
 			err = p.Finish(b.Net, c, obs)
 		} else {
 			err = p.Compress(b.Net, c, obs)
