@@ -17,8 +17,10 @@ import (
 // The tokens, keys, values and logits are those Forward computes: each
 // token meets the same arithmetic, chunk by chunk.
 //
-// Only the budget for the first layer is checked up front; the caller's
-// done keeps the rest within it by compressing.
+// Before each layer the pool's budget must hold that layer's new tokens
+// (Seq.ReserveLayer), so a done that compresses keeps a long prompt within
+// a budget its full cache would exceed; otherwise the pass stops with
+// ErrBudget (wrapped).
 func (m *Model) ForwardLayered(cache *kvcache.Seq, tokens []int, out Output, obs *Observer, done func(layer int) error) ([]float32, error) {
 	if out == AllLogits {
 		return nil, fmt.Errorf("model: a layer-by-layer pass returns the last logits or none")
@@ -31,9 +33,6 @@ func (m *Model) ForwardLayered(cache *kvcache.Seq, tokens []int, out Output, obs
 	steps[0] = Step{Cache: cache, Tokens: tokens, Observe: obs}
 	if err := m.checkPositions(steps[0]); err != nil {
 		return nil, err
-	}
-	if err := cache.ReserveLayer(0, len(tokens)); err != nil {
-		return nil, fmt.Errorf("model: %w", err)
 	}
 	h, n := c.HiddenSize, len(tokens)
 	pos0 := cache.Next()
@@ -49,6 +48,9 @@ func (m *Model) ForwardLayered(cache *kvcache.Seq, tokens []int, out Output, obs
 	}
 	ws := &m.ws
 	for l := range m.Layers {
+		if err := cache.ReserveLayer(l, n); err != nil {
+			return nil, fmt.Errorf("model: layer %d: %w", l, err)
+		}
 		for start := 0; start < n; start += ChunkSize {
 			end := min(n, start+ChunkSize)
 			k := end - start

@@ -74,3 +74,47 @@ func TestForwardLayered(t *testing.T) {
 		t.Errorf("done's error: %v", err)
 	}
 }
+
+// TestForwardLayeredBudget: a pool that holds one and a half layers of a
+// prompt (the fixture has two) refuses the prompt computed whole, but takes it layer by layer when each
+// finished layer is cut down before the next.
+func TestForwardLayeredBudget(t *testing.T) {
+	m := loadDir(t, "testdata/archs/qwen3")
+	c := m.Config
+	const n = 300
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = 3 + (i*37)%(c.VocabSize-3)
+	}
+	probe := m.NewPool(0, kvcache.F32)
+	layer := int64((n+31)/32*c.KVHeads) * probe.BlockBytes()
+	budget := layer + layer/2
+	pool := m.NewPool(budget, kvcache.F32)
+	whole := pool.NewSeq()
+	if _, err := m.Forward(whole, ids, NoLogits); !errors.Is(err, kvcache.ErrBudget) {
+		t.Fatalf("whole prompt over the budget: %v, want ErrBudget", err)
+	}
+	whole.Release()
+	seq := pool.NewSeq()
+	defer seq.Release()
+	_, err := m.ForwardLayered(seq, ids, LastLogits, nil, func(l int) error {
+		for g := range c.KVHeads {
+			if err := seq.Keep(l, g, []int{0, 1, 2, n - 1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("layer by layer: %v", err)
+	}
+	if pool.PeakBytes() > budget {
+		t.Errorf("peak %d bytes over the budget %d", pool.PeakBytes(), budget)
+	}
+	// Without compression the second layer does not fit.
+	again := pool.NewSeq()
+	defer again.Release()
+	if _, err := m.ForwardLayered(again, ids, NoLogits, nil, nil); !errors.Is(err, kvcache.ErrBudget) {
+		t.Errorf("uncompressed layer-by-layer pass: %v, want ErrBudget", err)
+	}
+}
