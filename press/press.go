@@ -148,9 +148,8 @@ func (p *Press) Apply(m *model.Model, seq *kvcache.Seq, obs *model.Observer) err
 // that ApplyLayer may run on layer l as soon as the prompt has passed it
 // (model.ForwardLayered) and the cache never holds more than the
 // compressed layers and one full one. Budgets planned over all layers
-// (CAKE, CompressKV's), merges across layers (MiniCache), head rankings
-// over all layers (duo_attention on the fly, RazorAttention) and D2O's
-// layer budgets are not.
+// (CAKE, CompressKV's, WindowKV's: see Planned) and merges across layers
+// (MiniCache) are not.
 func (p *Press) Layerwise() bool {
 	if p.Ratio == 0 {
 		return true
