@@ -47,7 +47,13 @@ type RecordResult struct {
 	// apart, never cut.
 	Skipped bool `json:"skipped"`
 	// KVBytes is the KV cache's size at the end of prefill.
-	KVBytes      int64 `json:"kv_bytes"`
+	KVBytes int64 `json:"kv_bytes"`
+	// PeakKVBytes is the most the record's cache held at once while its
+	// context was prefilled and compressed (see prefillContext).
+	PeakKVBytes int64 `json:"peak_kv_bytes"`
+	// LayerKVBytes is one layer's full KV of the context as stored: the
+	// allowance of a layer-by-layer compression over its final cache.
+	LayerKVBytes int64 `json:"layer_kv_bytes"`
 	*ReuseRecord       // set by --reuse runs (reuse.go)
 }
 
@@ -59,6 +65,9 @@ type Run struct {
 	QueryAware bool `json:"query_aware,omitempty"`
 	// KVBytes is the mean KV-cache size at the end of prefill, as stored.
 	KVBytes int64 `json:"kv_bytes"`
+	// PeakKVBytes is the mean of the records' peak KV bytes during prefill
+	// and compression.
+	PeakKVBytes int64 `json:"peak_kv_bytes"`
 	// FullKVBytes is the mean size a bf16 cache of the same tokens takes.
 	FullKVBytes int64 `json:"full_kv_bytes"`
 	// KVFormat is how the cache stored keys and values.
@@ -134,6 +143,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 		}
 	}
 	kvSum := make([]int64, len(presses))
+	peakSum := make([]int64, len(presses))
 	fullSum := make([]int64, len(presses))
 	pool := b.Net.NewPool(0, opt.Format)
 	bar := newProgress(opt.Progress, total)
@@ -141,6 +151,8 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 	for ri := range recs {
 		r := &recs[ri]
 		var caches []*kvcache.Seq
+		var peaks []int64
+		var layerBytes int64
 		var prev []int
 		for k := 1; k <= turnsOf(r, opt.Turns); k++ {
 			text, err := b.ChatPrompt(TurnMessages(r, k))
@@ -160,7 +172,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 				continue
 			}
 			if caches == nil {
-				if caches, err = prefillContext(ctx, b, pool, r, text, ids, presses, runs, opt.QueryAware); err != nil {
+				if caches, peaks, layerBytes, err = prefillContext(ctx, b, pool, r, text, ids, presses, runs, opt.QueryAware); err != nil {
 					return nil, fmt.Errorf("record %s: %w", r.ID, err)
 				}
 			}
@@ -183,7 +195,9 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 				res.Answer = strings.TrimSpace(b.Tokenizer.Decode(out.Output))
 				res.Correct = res.Answer == res.Expected
 				res.KVBytes = out.PrefillCacheBytes
+				res.PeakKVBytes, res.LayerKVBytes = peaks[i], layerBytes
 				kvSum[i] += out.PrefillCacheBytes
+				peakSum[i] += peaks[i]
 				fullSum[i] += int64(len(ids)) * bf16PerToken
 				run := runs[i]
 				run.Total++
@@ -204,6 +218,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 	for i, run := range runs {
 		if run.Total > 0 {
 			run.KVBytes = kvSum[i] / int64(run.Total)
+			run.PeakKVBytes = peakSum[i] / int64(run.Total)
 			run.FullKVBytes = fullSum[i] / int64(run.Total)
 		}
 		run.Seconds += run.CompressSeconds
@@ -213,49 +228,150 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 
 // prefillContext prefills the first turn's prompt up to the end of the
 // record's context (the question unseen) — or, queryAware, all of it but
-// the last token — recording what the presses need, and returns one fork
-// of that cache per press, compressed by it.
-func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r *Record, text string, ids []int, presses []*press.Press, runs []*Run, queryAware bool) ([]*kvcache.Seq, error) {
+// the last token — recording what the presses need, and returns one cache
+// per press, compressed by it, with the most bytes each held at once and
+// the bytes of one full layer of the context.
+//
+// The context is computed layer by layer (model.ForwardLayered) into a
+// shared base: as soon as layer l holds the whole context, each press's
+// cache adopts it by reference and a Layerwise press compresses it at
+// once; the base then lets the layer go. A press's cache thus holds its
+// compressed layers and at most one full one, as it would alone — its
+// peak is measured after each layer is adopted and after compression
+// (Keep compacts a cache it holds alone in place, so a press on its own
+// allocates nothing more). Presses that plan over every layer (CAKE,
+// CompressKV, WindowKV) score each layer on this pass, keeping scores
+// only, and select each layer as a second layer-by-layer pass recomputes
+// it: the same bound, for twice the prefill. Other presses that need every
+// layer first (RazorAttention) compress once all are adopted: their peak
+// is the full cache.
+func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r *Record, text string, ids []int, presses []*press.Press, runs []*Run, queryAware bool) ([]*kvcache.Seq, []int64, int64, error) {
 	end := strings.Index(text, r.Context)
 	if end < 0 {
-		return nil, fmt.Errorf("context not found in the rendered prompt")
+		return nil, nil, 0, fmt.Errorf("context not found in the rendered prompt")
 	}
 	split := commonPrefix(b.Tokenizer.Encode(text[:end+len(r.Context)]), ids)
 	if queryAware {
 		split = len(ids) - 1
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	base := pool.NewSeq()
 	defer base.Release()
+	caches := make([]*kvcache.Seq, len(presses))
+	peaks := make([]int64, len(presses))
+	for i := range caches {
+		caches[i] = pool.NewSeq()
+	}
+	fail := func(err error) ([]*kvcache.Seq, []int64, int64, error) {
+		for _, c := range caches {
+			c.Release()
+		}
+		return nil, nil, 0, err
+	}
+	// Observations of a layer can go once every press has compressed it.
+	dropObs := true
+	for _, p := range presses {
+		if p != nil && (!p.Layerwise() || p.Quantizer() != nil) {
+			dropObs = false
+		}
+	}
+	// Presses that plan over every layer (CAKE, CompressKV, WindowKV) score
+	// each layer on this pass and select on a second one.
+	plans := make([]*press.Plan, len(presses))
+	second := false
+	for i, p := range presses {
+		if p != nil && p.Planned() && split > 0 {
+			plans[i], second = p.NewPlan(b.Net), true
+		}
+	}
+	var layerBytes int64
 	var obs *model.Observer
 	if split > 0 {
 		obs = press.Observer(presses, 0, split)
-		if _, err := b.Net.ForwardObserved(base, ids[:split], model.NoLogits, obs); err != nil {
-			return nil, err
-		}
-	}
-	caches := make([]*kvcache.Seq, len(presses))
-	for i, p := range presses {
-		c, err := base.Fork(split)
-		if err != nil {
-			return nil, err
-		}
-		caches[i] = c
-		if p != nil {
-			t0 := time.Now()
-			err = p.Compress(b.Net, c, obs)
-			runs[i].CompressSeconds += time.Since(t0).Seconds()
-		}
-		if err != nil {
-			for _, c := range caches[:i+1] {
-				c.Release()
+		_, err := b.Net.ForwardLayered(base, ids[:split], model.NoLogits, obs, func(l int) error {
+			layerBytes = max(layerBytes, base.LayerBytes(l))
+			for i, p := range presses {
+				c := caches[i]
+				if plans[i] != nil { // score now, select on the second pass
+					peaks[i] = max(peaks[i], base.LayerBytes(l))
+					t0 := time.Now()
+					p.PlanLayer(b.Net, base, obs, l, plans[i])
+					runs[i].CompressSeconds += time.Since(t0).Seconds()
+					continue
+				}
+				if err := c.AdoptLayer(base, l); err != nil {
+					return err
+				}
+				peaks[i] = max(peaks[i], c.StoredBytes())
+				if p == nil || !p.Layerwise() {
+					continue
+				}
+				t0 := time.Now()
+				err := p.ApplyLayer(b.Net, c, obs, l)
+				runs[i].CompressSeconds += time.Since(t0).Seconds()
+				if err != nil {
+					return err
+				}
 			}
-			return nil, err
+			base.ReleaseLayer(l)
+			if dropObs && obs != nil {
+				obs.DropLayer(l)
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(err)
 		}
 	}
-	return caches, nil
+	if second {
+		again := pool.NewSeq()
+		_, err := b.Net.ForwardLayered(again, ids[:split], model.NoLogits, nil, func(l int) error {
+			for i, p := range presses {
+				if plans[i] == nil {
+					continue
+				}
+				c := caches[i]
+				if err := c.AdoptLayer(again, l); err != nil {
+					return err
+				}
+				peaks[i] = max(peaks[i], c.StoredBytes())
+				t0 := time.Now()
+				err := p.ApplyPlanned(c, l, plans[i])
+				runs[i].CompressSeconds += time.Since(t0).Seconds()
+				if err != nil {
+					return err
+				}
+			}
+			again.ReleaseLayer(l)
+			return nil
+		})
+		again.Release()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	for i, p := range presses {
+		c := caches[i]
+		c.Advance(split)
+		if p == nil {
+			continue
+		}
+		t0 := time.Now()
+		var err error
+		if p.Layerwise() || plans[i] != nil {
+			err = p.Finish(b.Net, c, obs)
+		} else {
+			err = p.Compress(b.Net, c, obs)
+		}
+		runs[i].CompressSeconds += time.Since(t0).Seconds()
+		if err != nil {
+			return fail(err)
+		}
+		peaks[i] = max(peaks[i], c.StoredBytes())
+	}
+	return caches, peaks, layerBytes, nil
 }
 
 func turnsOf(r *Record, limit int) int {
@@ -320,7 +436,7 @@ func (run *Run) Table(w io.Writer) {
 	}
 	fmt.Fprintf(w, "%-18s %7s %5s %4d/%-4d %8d\n", "all", "", "", run.Correct, run.Total, run.Skipped)
 	if run.FullKVBytes > 0 {
-		fmt.Fprintf(w, "KV cache at end of prefill: %d bytes as stored, %d bytes as bf16 (%.2f×), %.1f s\n",
-			run.KVBytes, run.FullKVBytes, float64(run.KVBytes)/float64(run.FullKVBytes), run.Seconds)
+		fmt.Fprintf(w, "KV cache at end of prefill: %d bytes as stored, %d bytes as bf16 (%.2f×), peak %d bytes while compressing, %.1f s\n",
+			run.KVBytes, run.FullKVBytes, float64(run.KVBytes)/float64(run.FullKVBytes), run.PeakKVBytes, run.Seconds)
 	}
 }

@@ -61,8 +61,10 @@ func TestAccuracyMatchesReference(t *testing.T) {
 }
 
 // TestPressesShareThePrefill runs the full cache and two presses over one
-// prefill and checks their answers against kvpress's, and that the
-// compressed caches hold about half the bytes.
+// prefill (computed layer by layer, over more than one chunk) and checks
+// their answers against kvpress's, that the compressed caches hold about
+// half the bytes and that their peak stayed within the final bytes and one
+// layer.
 func TestPressesShareThePrefill(t *testing.T) {
 	recs, b := tinychatOn(t, "niah_single", 2)
 	var presses []*press.Press
@@ -99,6 +101,16 @@ func TestPressesShareThePrefill(t *testing.T) {
 		// filled blocks.
 		if ratio < want || ratio > want+0.06 {
 			t.Errorf("%s: KV bytes %.3f of full, want about %.2f", run.Press, ratio, want)
+		}
+		// Compressed layer by layer, a cache never holds more than its
+		// final bytes and one full layer (8 layers: 1/8 of the full cache).
+		for _, r := range run.Records {
+			if r.PeakKVBytes <= 0 || r.LayerKVBytes <= 0 || float64(r.PeakKVBytes) > 1.1*float64(r.KVBytes+r.LayerKVBytes) {
+				t.Errorf("%s %s: peak %d bytes, final %d + one layer %d", run.Press, r.ID, r.PeakKVBytes, r.KVBytes, r.LayerKVBytes)
+			}
+			if run.Press != "none" && float64(r.PeakKVBytes) > 0.7*float64(run.FullKVBytes) {
+				t.Errorf("%s %s: peak %d bytes, near the full cache's %d", run.Press, r.ID, r.PeakKVBytes, run.FullKVBytes)
+			}
 		}
 	}
 }

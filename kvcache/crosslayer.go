@@ -190,6 +190,7 @@ func (p *Pool) charge(n int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.used += n
+	p.peak = max(p.peak, p.used)
 }
 
 // borrowed reports whether block bi of head i is the source's block at the

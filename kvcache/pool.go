@@ -45,6 +45,9 @@ type Pool struct {
 	// used is the bytes the blocks handed out hold: BlockBytes each, less
 	// for blocks Seq.Quantize has sealed (KIVI, arXiv:2402.02750).
 	used int64
+	// peak is the high-water mark of used since the pool was made or
+	// ResetPeak last ran.
+	peak int64
 }
 
 // block is BlockTokens tokens of one layer × KV head.
@@ -88,6 +91,22 @@ func (p *Pool) UsedBytes() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.used
+}
+
+// PeakBytes returns the most bytes the pool's blocks held at once since it
+// was made or ResetPeak last ran: the high-water mark that decides whether
+// a prompt fits, where UsedBytes is the level at rest.
+func (p *Pool) PeakBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.peak
+}
+
+// ResetPeak starts a new high-water mark from the bytes held now.
+func (p *Pool) ResetPeak() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.peak = p.used
 }
 
 func (p *Pool) availableLocked() int {
@@ -137,6 +156,7 @@ func (p *Pool) alloc(n int, force bool) ([]*block, error) {
 	}
 	p.inUse += n
 	p.used += int64(n) * p.blockBytes
+	p.peak = max(p.peak, p.used)
 	return out, nil
 }
 
@@ -179,6 +199,7 @@ func (p *Pool) setBias(b *block, i int, w float32) {
 		}
 		b.bias = make([]float32, p.cfg.BlockTokens)
 		p.used += 4 * int64(p.cfg.BlockTokens)
+		p.peak = max(p.peak, p.used)
 	}
 	b.bias[i] = w
 }

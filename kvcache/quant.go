@@ -507,6 +507,7 @@ func (p *Pool) seal(b *block, k, v rows) {
 	before := b.bytes()
 	b.k, b.v = k, v
 	p.used += b.bytes() - before
+	p.peak = max(p.peak, p.used)
 }
 
 // unseal widens a sealed block in use back to full precision.
@@ -520,6 +521,7 @@ func (p *Pool) unseal(b *block) {
 		}
 	}
 	p.used += b.bytes() - before
+	p.peak = max(p.peak, p.used)
 }
 
 // StoredBytes returns the bytes the arrays of this sequence's blocks hold

@@ -53,6 +53,7 @@ func (p *Pool) widenStores(b *block) {
 		}
 	}
 	p.used += b.bytes() - before
+	p.peak = max(p.peak, p.used)
 }
 
 // sealedBlock reports whether b holds keys or values in a sealed layout

@@ -90,6 +90,24 @@ func (s *Seq) Reserve(n int) error {
 	return s.pool.fits(need) // a check only: Append allocates as it goes
 }
 
+// ReserveLayer is Reserve for the heads of one layer: a prefill that
+// computes the prompt layer by layer needs one layer's blocks at a time.
+func (s *Seq) ReserveLayer(l, n int) error {
+	bt := s.pool.cfg.BlockTokens
+	need := 0
+	for g := range s.pool.cfg.KVHeads {
+		h := s.list(l, g)
+		need += max(0, (h.n+n+bt-1)/bt-len(h.blocks))
+		if h.n%bt != 0 && s.pool.shared(h.blocks[h.n/bt]) {
+			need++
+		}
+	}
+	if need == 0 {
+		return nil
+	}
+	return s.pool.fits(need)
+}
+
 // Append adds one token's key and value (each HeadDim floats) to one head.
 func (s *Seq) Append(layer, head int, k, v []float32, pos int) {
 	h := s.list(layer, head)
@@ -204,6 +222,14 @@ func (s *Seq) Fork(n int) (*Seq, error) {
 // Keep retains only the tokens at the given indices (ascending, unique) of
 // one head and returns the freed blocks to the pool. It is how eviction
 // frees memory for real.
+//
+// A head whose blocks are its own and plain (not sealed, pruned or shared
+// with another sequence) is compacted in place: kept token i moves to slot
+// i (never later than where it was), and the blocks past the last kept
+// token go back to the pool, so Keep allocates nothing. Otherwise the kept
+// tokens are copied into fresh blocks drawn within the pool's budget
+// (ErrBudget, the head unchanged, when they do not fit), and the old
+// blocks are released.
 func (s *Seq) Keep(layer, head int, idx []int) error {
 	h := s.list(layer, head)
 	for i, j := range idx {
@@ -216,11 +242,32 @@ func (s *Seq) Keep(layer, head int, idx []int) error {
 	}
 	bt := s.pool.cfg.BlockTokens
 	nb := (len(idx) + bt - 1) / bt
-	fresh, err := s.pool.alloc(nb, true)
-	if err != nil {
-		return err
-	}
 	d := s.pool.cfg.HeadDim
+	if s.inPlace(h) {
+		for i, j := range idx {
+			if i == j {
+				continue
+			}
+			dst, src := h.blocks[i/bt], h.blocks[j/bt]
+			dst.k.copyRow(i%bt, &src.k, j%bt, d)
+			dst.v.copyRow(i%bt, &src.v, j%bt, d)
+			dst.pos[i%bt] = src.pos[j%bt]
+			if src.bias != nil || dst.bias != nil {
+				s.pool.copyBias(dst, i%bt, src, j%bt)
+			}
+		}
+		s.pool.release(h.blocks[nb:])
+		clear(h.blocks[nb:])
+		h.blocks, h.n = h.blocks[:nb], len(idx)
+		for bi, b := range h.blocks {
+			b.n = min(bt, len(idx)-bi*bt)
+		}
+		return nil
+	}
+	fresh, err := s.pool.alloc(nb, false)
+	if err != nil {
+		return fmt.Errorf("kvcache: layer %d head %d: keeping %d tokens: %w", layer, head, len(idx), err)
+	}
 	for i, j := range idx {
 		dst, src := fresh[i/bt], h.blocks[j/bt]
 		dst.k.copyRow(i%bt, &src.k, j%bt, d)
@@ -234,6 +281,68 @@ func (s *Seq) Keep(layer, head int, idx []int) error {
 	s.pool.release(h.blocks)
 	h.blocks, h.n = fresh, len(idx)
 	return nil
+}
+
+// inPlace reports whether every block of h is held by h alone and stores
+// plain rows, so that Keep may compact it without new blocks.
+func (s *Seq) inPlace(h *headList) bool {
+	for _, b := range h.blocks {
+		if s.pool.shared(b) || b.k.q != nil || b.v.q != nil || b.k.x != nil || b.v.x != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// AdoptLayer makes layer l of s, whose heads must be empty, share src's
+// tokens of that layer by reference (no copy until one of the two writes),
+// as Fork does for every layer. A prefill that computes the prompt layer
+// by layer hands each finished layer to the sequences that compress it.
+func (s *Seq) AdoptLayer(src *Seq, l int) error {
+	if src.pool != s.pool {
+		return fmt.Errorf("kvcache: adopt layer %d from a sequence of another pool", l)
+	}
+	for g := range s.pool.cfg.KVHeads {
+		h, o := s.list(l, g), src.list(l, g)
+		if h.n != 0 || len(h.blocks) != 0 || h.shared != nil {
+			return fmt.Errorf("kvcache: adopt layer %d head %d: the head already holds %d tokens", l, g, h.n)
+		}
+		if o.shared != nil {
+			return fmt.Errorf("kvcache: adopt layer %d head %d: the source head reads another layer", l, g)
+		}
+		h.blocks = append([]*block(nil), o.blocks...)
+		s.pool.retain(h.blocks)
+		h.n = o.n
+	}
+	return nil
+}
+
+// ReleaseLayer returns the blocks of layer l's heads to the pool and leaves
+// them empty: a layer-by-layer prefill drops a finished layer once the
+// sequences that keep it have adopted it.
+func (s *Seq) ReleaseLayer(l int) {
+	for g := range s.pool.cfg.KVHeads {
+		h := s.list(l, g)
+		s.pool.release(h.blocks)
+		s.dropShared(h)
+		*h = headList{}
+	}
+}
+
+// LayerBytes returns the bytes layer l's heads hold, as StoredBytes counts
+// them.
+func (s *Seq) LayerBytes(l int) int64 {
+	var n int64
+	for g := range s.pool.cfg.KVHeads {
+		i := l*s.pool.cfg.KVHeads + g
+		for bi, b := range s.heads[i].blocks {
+			if !s.borrowed(i, bi) {
+				n += b.bytes()
+			}
+		}
+		n += s.heads[i].shared.bytes()
+	}
+	return n
 }
 
 // Release returns all of the sequence's blocks to the pool. The sequence

@@ -24,6 +24,12 @@ type Observer struct {
 	// cached token receives from every query, summed over the query heads
 	// of the group (H2O's statistic).
 	Attention bool
+	// QueryStats accumulates, per layer and query head, the count, sum and
+	// sum of outer products of the pre-RoPE queries at positions ≥
+	// StatsFrom — their mean and covariance (QueryMoments) in O(d²) memory
+	// instead of every query (ExpectedAttention's statistics).
+	QueryStats bool
+	StatsFrom  int
 
 	// Queries[layer] holds post-RoPE queries from From on, token-major:
 	// token t's head h is at (t·Heads + h)·HeadDim.
@@ -35,6 +41,46 @@ type Observer struct {
 	// AttnSum[layer][kvHead][j] is the attention summed into cached token j
 	// (an index into the head's view at the end of the pass).
 	AttnSum [][][]float32
+	// QCount[layer] queries were summed into QSum[layer][h·HeadDim + i]
+	// and QOuter[layer][(h·HeadDim + i)·HeadDim + j], when QueryStats.
+	QCount       []int
+	QSum, QOuter [][]float64
+}
+
+// QueryMoments returns the mean and the covariance (divided by the count)
+// of query head h's pre-RoPE queries in layer l, and their count (0, with
+// zeros, when none were summed).
+func (o *Observer) QueryMoments(l, h, d int) ([]float64, [][]float64, int) {
+	mu := make([]float64, d)
+	cov := make([][]float64, d)
+	for i := range cov {
+		cov[i] = make([]float64, d)
+	}
+	if l >= len(o.QCount) || o.QCount[l] == 0 {
+		return mu, cov, 0
+	}
+	n := float64(o.QCount[l])
+	for i := range d {
+		mu[i] = o.QSum[l][h*d+i] / n
+	}
+	for i := range d {
+		row := o.QOuter[l][(h*d+i)*d : (h*d+i+1)*d]
+		for j := range d {
+			cov[i][j] = row[j]/n - mu[i]*mu[j]
+		}
+	}
+	return mu, cov, o.QCount[l]
+}
+
+// DropLayer forgets the queries and hidden states recorded of layer l,
+// once nothing will read them (a layer-by-layer prefill that compressed
+// the layer). The attention sums, one float per token and KV head, stay:
+// D2O sizes later layers' budgets with earlier layers' sums.
+func (o *Observer) DropLayer(l int) {
+	if o.Queries == nil || l < 0 || l >= len(o.Queries) {
+		return
+	}
+	o.Queries[l], o.QueriesPre[l], o.HiddenStates[l] = nil, nil, nil
 }
 
 func (o *Observer) init(c *Config) {
@@ -47,6 +93,14 @@ func (o *Observer) init(c *Config) {
 	o.AttnSum = make([][][]float32, c.Layers)
 	for l := range o.AttnSum {
 		o.AttnSum[l] = make([][]float32, c.KVHeads)
+	}
+	if o.QueryStats {
+		hd := c.Heads * c.HeadDim
+		o.QCount = make([]int, c.Layers)
+		o.QSum, o.QOuter = make([][]float64, c.Layers), make([][]float64, c.Layers)
+		for l := range o.QSum {
+			o.QSum[l], o.QOuter[l] = make([]float64, hd), make([]float64, hd*c.HeadDim)
+		}
 	}
 }
 
@@ -82,14 +136,36 @@ func (m *Model) recordQueries(steps []Step, li, n int) {
 	}
 }
 
-// recordPreRope stores one token's pre-RoPE query heads.
+// recordPreRope stores one token's pre-RoPE query heads, or adds them to
+// the query statistics.
 func (m *Model) recordPreRope(steps []Step, li, t int, q []float32) {
 	o := steps[m.ws.seq[t]].Observe
-	if o == nil || !o.PreRope || m.ws.pos[t] < o.From {
+	if o == nil {
 		return
 	}
-	o.init(m.Config)
-	o.QueriesPre[li] = append(o.QueriesPre[li], q...)
+	if o.PreRope && m.ws.pos[t] >= o.From {
+		o.init(m.Config)
+		o.QueriesPre[li] = append(o.QueriesPre[li], q...)
+	}
+	if o.QueryStats && m.ws.pos[t] >= o.StatsFrom {
+		o.init(m.Config)
+		d := m.Config.HeadDim
+		o.QCount[li]++
+		sum, outer := o.QSum[li], o.QOuter[li]
+		for i, x := range q {
+			sum[i] += float64(x)
+		}
+		for h := range m.Config.Heads {
+			qh := q[h*d : (h+1)*d]
+			for i, a := range qh {
+				row := outer[(h*d+i)*d : (h*d+i+1)*d]
+				fa := float64(a)
+				for j, b := range qh {
+					row[j] += fa * float64(b)
+				}
+			}
+		}
+	}
 }
 
 // recordAttention recomputes this layer's attention probabilities for the

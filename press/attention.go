@@ -41,19 +41,40 @@ func windowAttention(s *State, hh, win int) [][]float32 {
 	return out
 }
 
-// padMax sets every score at index ≥ from to the largest score below it, so
-// the budget keeps those tokens (the observation window) whatever else.
+// padMax marks every score at index ≥ from as one the budget must keep
+// (the observation window); padLayer, run once the layer's heads are
+// scored, turns the marks into numbers.
 func padMax(scores []float32, from int) {
-	if from <= 0 || from >= len(scores) {
+	if from < 0 || from >= len(scores) {
 		return
 	}
-	m := scores[0]
-	for _, v := range scores[:from] {
-		m = max(m, v)
-	}
 	for j := from; j < len(scores); j++ {
-		scores[j] = m
+		scores[j] = float32(math.Inf(1))
 	}
+}
+
+// padLayer replaces padMax's marks in every head of a layer by the
+// layer's largest unmarked score + 1, as kvpress pads its windows (global
+// max + 1): a budget split across heads (AdaKV, CAKE) then takes every
+// marked token before any other, while the scores stay finite. It returns
+// out.
+func padLayer(out [][]float32) [][]float32 {
+	top, any := float32(0), false
+	for _, sc := range out {
+		for _, v := range sc {
+			if !math.IsInf(float64(v), 1) && (!any || v > top) {
+				top, any = v, true
+			}
+		}
+	}
+	for _, sc := range out {
+		for j, v := range sc {
+			if math.IsInf(float64(v), 1) {
+				sc[j] = top + 1
+			}
+		}
+	}
+	return out
 }
 
 // avgPool smooths x with a centred moving average of odd width k, counting

@@ -29,22 +29,61 @@ type LayerPlanner interface {
 // layers (keeping only the scores and one number per layer, never every
 // layer's State at once), then a selecting pass.
 func (p *Press) applyPlanned(m *model.Model, seq *kvcache.Seq, obs *model.Observer, pl LayerPlanner) error {
-	layers := m.Config.Layers
-	scores := make([][][]float32, layers)
-	measures := make([]float64, layers)
-	for l := range layers {
-		st := newState(m, seq, l, obs)
-		scores[l] = p.Scorer.Score(st)
-		measures[l] = pl.Measure(st, scores[l])
+	plan := p.NewPlan(m)
+	for l := range m.Config.Layers {
+		p.PlanLayer(m, seq, obs, l, plan)
 	}
-	for l := range layers {
-		for g, idx := range pl.SelectPlanned(scores, l, measures, p.Ratio) {
-			if len(idx) == seq.Len(l, g) {
-				continue
-			}
-			if err := seq.Keep(l, g, idx); err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
+	for l := range m.Config.Layers {
+		if err := p.ApplyPlanned(seq, l, plan); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Plan is what a LayerPlanner press keeps of every layer between its
+// scoring pass and its selecting pass: the scores and one measure per
+// layer — a float per token and head, not the keys and values.
+type Plan struct {
+	scores   [][][]float32
+	measures []float64
+}
+
+// Planned reports whether the press's budget is a LayerPlanner: it must
+// score every layer (PlanLayer) before it selects in any (ApplyPlanned).
+// A prefill can then run twice layer by layer — scoring on the first pass,
+// selecting each layer as the second computes it — and hold only one
+// full layer at a time, at the price of computing the prompt twice.
+func (p *Press) Planned() bool {
+	_, ok := p.Budget.(LayerPlanner)
+	return ok && p.Ratio > 0
+}
+
+// NewPlan returns an empty plan for the model's layers.
+func (p *Press) NewPlan(m *model.Model) *Plan {
+	return &Plan{scores: make([][][]float32, m.Config.Layers), measures: make([]float64, m.Config.Layers)}
+}
+
+// PlanLayer scores layer l of seq (whole, as computed) into plan.
+func (p *Press) PlanLayer(m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int, plan *Plan) {
+	st := newState(m, seq, l, obs)
+	plan.scores[l] = p.Scorer.Score(st)
+	plan.measures[l] = p.Budget.(LayerPlanner).Measure(st, plan.scores[l])
+}
+
+// ApplyPlanned selects and evicts layer l of seq — the same tokens, as
+// computed, that PlanLayer scored — once every layer is in plan.
+func (p *Press) ApplyPlanned(seq *kvcache.Seq, l int, plan *Plan) error {
+	pl, ok := p.Budget.(LayerPlanner)
+	if !ok {
+		return fmt.Errorf("press %s plans no layers", p.Name)
+	}
+	for g, idx := range pl.SelectPlanned(plan.scores, l, plan.measures, p.Ratio) {
+		if len(idx) == seq.Len(l, g) {
+			continue
+		}
+		if err := seq.Keep(l, g, idx); err != nil {
+			return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
 		}
 	}
 	return nil
@@ -156,7 +195,7 @@ func (p CAKEScore) Score(s *State) [][]float32 {
 		out[g] = append(acc, make([]float32, win)...)
 		padMax(out[g], n-win)
 	}
-	return out
+	return padLayer(out)
 }
 
 // meanVar returns the mean and the unbiased variance of column j of rows.

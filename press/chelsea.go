@@ -81,6 +81,14 @@ func (c Chelsea) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *mod
 	return applyKVMerges(p, m, seq, obs, func(st *State, g int) kvMerge { return c.merge(st, g, p.Ratio) })
 }
 
+// PerLayer implements LayerApplier: each layer is merged on its own.
+func (Chelsea) PerLayer() bool { return true }
+
+// ApplyLayer implements LayerApplier.
+func (c Chelsea) ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
+	return applyKVMergesLayer(p, m, seq, obs, l, func(st *State, g int) kvMerge { return c.merge(st, g, p.Ratio) })
+}
+
 // cluster is a set of a head's tokens merged into one.
 type cluster struct {
 	rep    int       // the token whose slot (and position) it takes

@@ -53,6 +53,17 @@ func (p *Press) Compress(m *model.Model, seq *kvcache.Seq, obs *model.Observer) 
 	return nil
 }
 
+// Finish runs what Compress runs after eviction — the quantization stage,
+// if any — for a press whose layers ApplyLayer already compressed.
+func (p *Press) Finish(m *model.Model, seq *kvcache.Seq, obs *model.Observer) error {
+	if q := p.Quantizer(); q != nil {
+		if err := runStage(q, m, seq, obs, p.Ratio); err != nil {
+			return fmt.Errorf("press %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
 // Parse returns the press a name describes at a ratio (the fraction of
 // tokens evicted):
 //

@@ -150,7 +150,7 @@ func (c CompressKV) Score(s *State) [][]float32 {
 	for g := range out {
 		out[g] = slices.Clone(sc)
 	}
-	return out
+	return padLayer(out)
 }
 
 // SemanticHeads returns the KV heads of the state's layer whose query

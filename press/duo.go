@@ -8,23 +8,12 @@ import (
 	"sort"
 )
 
-// DuoAttention splits KV heads into retrieval heads, which keep every
-// token, and streaming heads, which keep Sink initial tokens and the most
-// recent ones. Xiao et al., "DuoAttention: Efficient Long-Context LLM
-// Inference with Retrieval and Streaming Heads" (arXiv:2410.10819).
-//
-// The paper learns the split offline; here it comes either from a head file
-// (LoadHeads, written by 'kvserve profile-heads') or, for the registered
-// "duo_attention", from the observation window on the fly: each KV head is
-// scored by the attention mass its last Window queries put outside the
-// sinks and the last Window tokens, and the top half of each layer's KV
-// heads (⌊KVHeads/2⌋, at least one when there are two or more) by that mass
-// are retrieval heads.
-//
-// Score gives streaming heads StreamingLLM's scores (sinks first, then the
-// most recent) and marks a head classified as retrieval on the fly by
-// scoring every one of its tokens +Inf; the Duo budget reads that mark when
-// it has no head file.
+// DuoAttention gives a KV head StreamingLLM's scores (Sink initial
+// tokens, then the most recent ones) and, with Window > 0, marks the top
+// half of each layer's KV heads by NonLocalMass as retrieval heads by
+// scoring all their tokens +Inf (read by the Duo budget). It is the head
+// split RazorAttention (razor.go) and CompressKV build on; the registered
+// "duo_attention" is DuoHeads below, which follows the paper and kvpress.
 type DuoAttention struct {
 	// Sink is the number of initial tokens (attention sinks) a streaming
 	// head keeps; 4 by default, as in StreamingLLM and for tiny models.
@@ -34,17 +23,12 @@ type DuoAttention struct {
 	Window int
 }
 
-// DuoSink is the default number of sink tokens of a streaming head.
+// DuoSink is the default number of sink tokens of a streaming head in
+// RazorAttention's and CompressKV's head splits.
 const DuoSink = 4
 
 // DuoWindow is the default on-the-fly classification window.
 const DuoWindow = 64
-
-func init() {
-	register("duo_attention", func() (Scorer, Budget) {
-		return DuoAttention{Sink: DuoSink, Window: DuoWindow}, Duo{Sink: DuoSink, MinRecent: DuoSink}
-	})
-}
 
 // Needs implements Scorer: the window's queries when classifying on the fly.
 func (p DuoAttention) Needs() Needs { return Needs{Window: p.Window} }
@@ -85,8 +69,20 @@ func (p DuoAttention) Score(s *State) [][]float32 {
 // window) that lands outside the Sink first tokens and the last Window
 // positions: near 0 for a streaming head, larger for a retrieval head.
 func (p DuoAttention) NonLocalMass(s *State) []float64 {
-	group := s.Heads / s.KVHeads
+	return outsideMass(s, p.Sink, p.Window, p.Window)
+}
+
+// outsideMass returns, per KV head of the state's layer, the mean share of
+// the last window recorded queries' attention (over the group's query
+// heads and those queries) that falls outside the first sink tokens and
+// the last recent positions: what the head would lose if it kept only
+// those. 0 for every head when nothing was recorded.
+func outsideMass(s *State, sink, recent, window int) []float64 {
 	out := make([]float64, s.KVHeads)
+	if s.Obs == nil || s.Layer >= len(s.Obs.Queries) || len(s.Obs.Queries[s.Layer]) == 0 {
+		return out
+	}
+	group := s.Heads / s.KVHeads
 	for g := range s.KVHeads {
 		lastPos := 0
 		for _, pos := range s.Positions[g] {
@@ -94,10 +90,10 @@ func (p DuoAttention) NonLocalMass(s *State) []float64 {
 		}
 		rows := 0
 		for hh := g * group; hh < (g+1)*group; hh++ {
-			for _, row := range windowAttention(s, hh, p.Window) {
+			for _, row := range windowAttention(s, hh, window) {
 				rows++
 				for j, pr := range row {
-					if j >= p.Sink && s.Positions[g][j] <= lastPos-p.Window {
+					if j >= sink && s.Positions[g][j] <= lastPos-recent {
 						out[g] += float64(pr)
 					}
 				}
@@ -270,14 +266,4 @@ func LoadHeads(path string) (Duo, error) {
 		return Duo{}, err
 	}
 	return Duo{Retrieval: h.Retrieval, Sink: DuoSink, MinRecent: DuoSink}, nil
-}
-
-// NewDuo returns DuoAttention at a ratio with the heads of a head file
-// (no on-the-fly classification, so nothing needs observing).
-func NewDuo(path string, ratio float64) (*Press, error) {
-	b, err := LoadHeads(path)
-	if err != nil {
-		return nil, err
-	}
-	return &Press{Name: "duo_attention", Scorer: DuoAttention{Sink: DuoSink}, Budget: b, Ratio: ratio}, nil
 }

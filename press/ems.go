@@ -60,7 +60,7 @@ func (p GlobalLocal) Score(s *State) [][]float32 {
 		}
 		padMax(out[g], pre)
 	}
-	return out
+	return padLayer(out)
 }
 
 // global returns the mean attention each of the first pre tokens of head g
@@ -123,13 +123,13 @@ type EMS struct {
 	// class centres (0.25 by default).
 	CentreShare float64
 	// Threshold is the least key cosine similarity at which an evicted
-	// token joins a centre (0.5 by default, D2O's τ).
+	// token joins a centre (0.5 by default).
 	Threshold float32
 }
 
 func init() {
 	register("ems", func() (Scorer, Budget) {
-		return GlobalLocal{Window: 32}, EMS{CentreShare: 0.25, Threshold: D2OThreshold}
+		return GlobalLocal{Window: 32}, EMS{CentreShare: 0.25, Threshold: 0.5}
 	})
 }
 
@@ -141,11 +141,23 @@ func (EMS) Select(scores [][]float32, layer, layers int, ratio float64) [][]int 
 
 // ApplyPress implements Applier.
 func (e EMS) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer) error {
+	for l := range m.Config.Layers {
+		if err := e.ApplyLayer(p, m, seq, obs, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PerLayer implements LayerApplier: each layer is merged on its own.
+func (EMS) PerLayer() bool { return true }
+
+// ApplyLayer implements LayerApplier.
+func (e EMS) ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
 	var scores [][]float32
-	layer := -1
-	return applyKVMerges(p, m, seq, obs, func(st *State, g int) kvMerge {
-		if st.Layer != layer {
-			scores, layer = p.Scorer.Score(st), st.Layer
+	return applyKVMergesLayer(p, m, seq, obs, l, func(st *State, g int) kvMerge {
+		if scores == nil {
+			scores = p.Scorer.Score(st)
 		}
 		return e.merge(st, g, scores[g], p.Ratio)
 	})

@@ -19,10 +19,10 @@ func TestGlobalLocalScore(t *testing.T) {
 		{name: "global divides by the queries that saw a token", sum: []float32{4, 3, 2, 1}, want: []float32{0.25, 0.25, 0.25, 0.25}},
 		{name: "an early token with the same sum scores lower", sum: []float32{2, 3, 2, 1}, want: []float32{0.5 / 3.5, 1 / 3.5, 1 / 3.5, 1 / 3.5}},
 		// A zero query attends uniformly (1/4 each, 1/3 after normalising
-		// over the three tokens before the window); the window token takes
-		// the largest score.
+		// over the three tokens before the window); the window token scores
+		// the layer's largest + 1.
 		{name: "local part added, window kept", sum: []float32{6, 3, 2, 1}, query: []float32{0, 0}, window: 1,
-			want: []float32{3.0/7 + 1.0/3, 2.0/7 + 1.0/3, 2.0/7 + 1.0/3, 3.0/7 + 1.0/3}},
+			want: []float32{3.0/7 + 1.0/3, 2.0/7 + 1.0/3, 2.0/7 + 1.0/3, 3.0/7 + 1.0/3 + 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,8 +14,9 @@ import (
 // the tokens, averaged over the GQA group and weighted by ‖v‖. Devoto et
 // al., "Expected Attention: KV Cache Compression by Estimating Attention
 // from Future Queries Distribution" (arXiv:2510.00636), as kvpress
-// implements it: the first Sink tokens are kept and left out of the
-// statistics, and Σ divides by the number of queries.
+// implements it: the first Sink tokens are kept (scored above every other
+// token of the layer, so no split across heads evicts them) and left out of
+// the statistics, and Σ divides by the number of queries.
 type ExpectedAttention struct {
 	Future int
 	Sink   int
@@ -25,15 +26,15 @@ func init() {
 	register("expected_attention", func() (Scorer, Budget) { return ExpectedAttention{Future: 512, Sink: 4}, Uniform{} })
 }
 
-// Needs implements Scorer: every pre-RoPE query of the prompt.
-func (ExpectedAttention) Needs() Needs { return Needs{Window: -1, PreRope: true} }
+// Needs implements Scorer: the mean and covariance of the prompt's
+// pre-RoPE queries after the sinks — kept by the forward pass as sums, not
+// as the queries (a d × d matrix per query head and layer).
+func (p ExpectedAttention) Needs() Needs { return Needs{QueryStats: true, StatsFrom: p.Sink} }
 
 // Score implements Scorer.
 func (p ExpectedAttention) Score(s *State) [][]float32 {
 	d := s.HeadDim
 	half := d / 2
-	qs := s.Obs.QueriesPre[s.Layer]
-	nq := len(qs) / (s.Heads * d)
 	n := s.Tokens(0) // the prompt's length: its queries were all recorded
 	// Average rotation over the next Future positions.
 	cbar, sbar := make([]float64, half), make([]float64, half)
@@ -59,7 +60,7 @@ func (p ExpectedAttention) Score(s *State) [][]float32 {
 		sink := min(p.Sink, nk)
 		acc := make([]float32, nk-sink)
 		for hh := g * group; hh < (g+1)*group; hh++ {
-			mu, cov := queryStats(qs, nq, s.Heads, hh, d, p.Sink)
+			mu, cov := p.moments(s, hh)
 			mu = rotate(mu)
 			// cov ← R·cov·Rᵀ: rotate columns, then rows.
 			for r := range d {
@@ -99,16 +100,25 @@ func (p ExpectedAttention) Score(s *State) [][]float32 {
 		for j := sink; j < nk; j++ {
 			scores[j] = acc[j-sink] * norm(s.Value(g, j))
 		}
-		m := float32(0)
-		for _, v := range scores[sink:] {
-			m = max(m, v)
-		}
 		for j := range sink {
-			scores[j] = m
+			scores[j] = float32(math.Inf(1)) // kept: padLayer
 		}
 		out[g] = scores
 	}
-	return out
+	return padLayer(out)
+}
+
+// moments returns the mean and covariance of query head hh's pre-RoPE
+// queries: from the forward pass's sums, or computed from recorded
+// queries when those were recorded instead (a hand-made Observer).
+func (p ExpectedAttention) moments(s *State, hh int) ([]float64, [][]float64) {
+	d := s.HeadDim
+	if s.Obs.QCount != nil {
+		mu, cov, _ := s.Obs.QueryMoments(s.Layer, hh, d)
+		return mu, cov
+	}
+	qs := s.Obs.QueriesPre[s.Layer]
+	return queryStats(qs, len(qs)/(s.Heads*d), s.Heads, hh, d, p.Sink)
 }
 
 // queryStats returns the mean and covariance (divided by the count) of

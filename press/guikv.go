@@ -58,7 +58,7 @@ func (p GUIKV) Score(s *State) [][]float32 {
 		}
 		padMax(sc, n-win)
 	}
-	return att
+	return padLayer(att)
 }
 
 // saliency returns S over head g's first pre tokens, or nil when their

@@ -30,22 +30,21 @@ func init() {
 // Score implements Scorer.
 func (p Protect) Score(s *State) [][]float32 {
 	out := p.Scorer.Score(s)
+	lo, hi := lowHigh(out)
 	for _, sc := range out {
-		protect(sc, p.Sink, p.Recent)
+		protect(sc, p.Sink, p.Recent, lo, hi)
 	}
 	return out
 }
 
 // protect raises, in place, sc's first sink scores above everything and
-// its last recent scores above every unprotected one, later tokens higher.
-func protect(sc []float32, sink, recent int) {
+// its last recent scores above every unprotected one, later tokens higher,
+// given the lowest and highest score of the whole layer (so that a split
+// of the budget across heads keeps them too).
+func protect(sc []float32, sink, recent int, lo, hi float32) {
 	n := len(sc)
 	if n == 0 {
 		return
-	}
-	lo, hi := sc[0], sc[0]
-	for _, v := range sc {
-		lo, hi = min(lo, v), max(hi, v)
 	}
 	span := hi - lo + 1
 	sink = min(sink, n)

@@ -36,13 +36,13 @@ func TestProtectOrder(t *testing.T) {
 	// Sinks rank first, then recent tokens, later ones higher, then the
 	// rest in their own order.
 	sc := []float32{-1, 7, 3, 0, -2}
-	protect(sc, 1, 2)
+	protect(sc, 1, 2, -2, 7)
 	if !(sc[0] > sc[4] && sc[4] > sc[3] && sc[3] > sc[1] && sc[1] > sc[2]) {
 		t.Errorf("protected scores %v", sc)
 	}
 	// A budget below sinks + recent keeps the sinks, then the latest.
 	sc = []float32{0, 0, 0, 0, 0, 0}
-	protect(sc, 1, 3)
+	protect(sc, 1, 3, 0, 0)
 	if got := topK(sc, 2); !slices.Equal(got, []int{0, 5}) {
 		t.Errorf("kept %v, want [0 5]", got)
 	}

@@ -30,20 +30,38 @@ type kvMerge struct {
 // outcome with Seq.KeepMergedKV, which frees the dropped tokens' blocks.
 // Heads that keep every token unchanged are left alone.
 func applyKVMerges(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, merge func(st *State, g int) kvMerge) error {
-	c := m.Config
-	for l := range c.Layers {
-		st := newState(m, seq, l, obs)
-		for g := range c.KVHeads {
-			r := merge(st, g)
-			if len(r.keep) == st.Tokens(g) && r.keys == nil && r.values == nil {
-				continue
-			}
-			if err := seq.KeepMergedKV(l, g, r.keep, r.keys, r.values); err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
+	for l := range m.Config.Layers {
+		if err := applyKVMergesLayer(p, m, seq, obs, l, merge); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// applyKVMergesLayer is applyKVMerges for layer l alone.
+func applyKVMergesLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int, merge func(st *State, g int) kvMerge) error {
+	st := newState(m, seq, l, obs)
+	for g := range m.Config.KVHeads {
+		r := merge(st, g)
+		if len(r.keep) == st.Tokens(g) && r.keys == nil && r.values == nil {
+			continue
+		}
+		if err := seq.KeepMergedKV(l, g, r.keep, r.keys, r.values); err != nil {
+			return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
+		}
+	}
+	return nil
+}
+
+// LayerApplier is an Applier that can also compress one layer on its own,
+// so that a layer-by-layer prefill compresses each layer before the next
+// is computed (Press.ApplyLayer).
+type LayerApplier interface {
+	Applier
+	// PerLayer reports whether ApplyLayer may be used (a press that ranks
+	// heads or sizes budgets over all layers may not).
+	PerLayer() bool
+	ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error
 }
 
 // kvUnit returns x/‖x‖ and ‖x‖ (a zero vector for a zero x).

@@ -1,18 +1,9 @@
 package press
 
-import (
-	"fmt"
-
-	"github.com/kvserve/kvserve/kvcache"
-	"github.com/kvserve/kvserve/model"
-)
-
 // Merger is a Budget that merges the tokens it evicts into the ones it
 // keeps instead of dropping them. Apply selects with Select, as for any
 // budget, then asks Merge for the kept tokens' new values and stores them
-// with Seq.KeepMerged. Until Apply knows this interface (see
-// applyMerging), a merger is used through its plain Select: eviction
-// without merging.
+// with Seq.KeepMerged (Press.applyLayer).
 type Merger interface {
 	Budget
 	// Merge returns, for head g of the layer in s and the ascending
@@ -32,16 +23,11 @@ type Merger interface {
 // and an evicted token merges only when w_j > 0 and w_j ≥ Threshold;
 // the others are dropped. Keys and positions stay those of the kept token.
 //
-// Choices (ours): the weight is the cosine similarity itself, clipped at 0,
-// and the kept token's own weight is 1. KVMerger (Wang et al., "Model Tells
-// You Where to Merge: Adaptive KV Cache Merging for LLMs on Long-Context
-// Tasks", arXiv:2407.08454) merges runs of similar adjacent keys with
-// Gaussian-kernel weights; D2O (Wan et al., "D2O: Dynamic Discriminative
-// Operations for Efficient Long-Context Inference of Large Language
-// Models", arXiv:2406.13035) merges each evicted token into its nearest
-// kept token when their similarity passes a threshold. Both are
-// approximated here by one nearest-kept-token rule; D2O's layer-level
-// budgets and its EMA threshold are not modelled (τ is fixed).
+// This is merge_values: kvpress's MergingPress rule without its value-norm
+// factor, under KeyDiff's eviction — not a paper's method. The papers'
+// merges are their own presses: kvmerger (runs of similar consecutive keys,
+// Gaussian weights, keys and values), d2o (layer budgets, EMA threshold)
+// and cam (values into the following kept tokens).
 //
 // Cost: (evicted × kept × HeadDim) per head, on unit keys.
 type Merging struct {
@@ -51,18 +37,10 @@ type Merging struct {
 	Threshold float32
 }
 
-// D2OThreshold is d2o's fixed similarity threshold τ.
-const D2OThreshold = 0.5
-
 func init() {
-	// merge_keydiff: KeyDiff eviction, evicted values merged by the
+	// merge_values: KeyDiff eviction, evicted values merged by the
 	// weighted-average rule with no threshold.
-	register("merge_keydiff", func() (Scorer, Budget) { return KeyDiff{}, Merging{Budget: Uniform{}} })
-	// d2o: H2O's accumulated attention for eviction (as D2O does), evicted
-	// values merged when their cosine similarity reaches τ = 0.5.
-	register("d2o", func() (Scorer, Budget) {
-		return ObservedAttention{}, Merging{Budget: Uniform{}, Threshold: D2OThreshold}
-	})
+	register("merge_values", func() (Scorer, Budget) { return KeyDiff{}, Merging{Budget: Uniform{}} })
 }
 
 // targets returns, for every token j of head g, the index into keep of the
@@ -155,30 +133,4 @@ func (m Merging) Merge(s *State, g int, keep []int) [][]float32 {
 		}
 	}
 	return out
-}
-
-// applyMerging is Apply for a Merger budget: per layer, score, select,
-// merge the evicted values into the kept ones and evict (Seq.KeepMerged).
-func (p *Press) applyMerging(m *model.Model, seq *kvcache.Seq, obs *model.Observer, mg Merger) error {
-	if p.Ratio < 0 || p.Ratio >= 1 {
-		return fmt.Errorf("press %s: ratio %v outside [0, 1)", p.Name, p.Ratio)
-	}
-	if p.Ratio == 0 {
-		return nil
-	}
-	c := m.Config
-	for l := range c.Layers {
-		st := newState(m, seq, l, obs)
-		scores := p.Scorer.Score(st)
-		keep := mg.Select(scores, l, c.Layers, p.Ratio)
-		for g, idx := range keep {
-			if len(idx) == st.Tokens(g) {
-				continue
-			}
-			if err := seq.KeepMerged(l, g, idx, mg.Merge(st, g, idx)); err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
-		}
-	}
-	return nil
 }

@@ -14,7 +14,7 @@ import (
 //	t2 (0.9, 0.1)  evicted, cos 0.994 with t0 → t0
 //	t3 (−1, 0)     evicted, cos −1 with t0 and 0 with t1 → dropped
 //	t4 (0.6, 0.8)  evicted, cos 0.6 with t0, 0.8 with t1 → t1
-//	t5 (−1, 0.4)   evicted, cos 0.371 with t1 → t1, but under d2o's τ
+//	t5 (−1, 0.4)   evicted, cos 0.371 with t1 → t1, but under τ = 0.5
 func mergeState() *State {
 	keys := []float32{1, 0, 0, 1, 0.9, 0.1, -1, 0, 0.6, 0.8, -1, 0.4}
 	vals := []float32{1, 1, 2, 2, 10, 0, 100, 100, 0, 10, 0, 1000}
@@ -35,7 +35,7 @@ func TestMergingTargets(t *testing.T) {
 		w    []float32
 	}{
 		{Merging{Budget: Uniform{}}, []int{-1, -1, 0, -1, 1, 1}, []float32{0, 0, cos2, 0, 0.8, cos5}},
-		{Merging{Budget: Uniform{}, Threshold: D2OThreshold}, []int{-1, -1, 0, -1, 1, -1}, []float32{0, 0, cos2, 0, 0.8, 0}},
+		{Merging{Budget: Uniform{}, Threshold: 0.5}, []int{-1, -1, 0, -1, 1, -1}, []float32{0, 0, cos2, 0, 0.8, 0}},
 	} {
 		into, w := tc.m.targets(s, 0, keep)
 		for j := range into {
@@ -57,9 +57,9 @@ func TestMergingValues(t *testing.T) {
 		m    Merging
 		want [][]float32
 	}{
-		{"merge_keydiff", Merging{Budget: Uniform{}}, [][]float32{v0,
+		{"merge_values", Merging{Budget: Uniform{}}, [][]float32{v0,
 			{2 / (1.8 + cos5), (2 + 0.8*10 + cos5*1000) / (1.8 + cos5)}}},
-		{"d2o", Merging{Budget: Uniform{}, Threshold: D2OThreshold}, [][]float32{v0,
+		{"threshold 0.5", Merging{Budget: Uniform{}, Threshold: 0.5}, [][]float32{v0,
 			{2 / 1.8, (2 + 0.8*10) / 1.8}}},
 	} {
 		got := tc.m.Merge(s, 0, keep)
@@ -92,7 +92,7 @@ func TestMergingValues(t *testing.T) {
 }
 
 func TestMergePressesRegistered(t *testing.T) {
-	for _, name := range []string{"merge_keydiff", "d2o"} {
+	for _, name := range []string{"merge_values"} {
 		p, err := New(name, 0.5)
 		if err != nil {
 			t.Fatal(err)
@@ -104,7 +104,7 @@ func TestMergePressesRegistered(t *testing.T) {
 }
 
 // TestMergePressesOnAModel prefills the qwen2 fixture, compresses forks
-// with merge_keydiff and d2o through the hook, and checks that every head
+// with merge_values through the hook, and checks that every head
 // keeps ⌊n·(1 − ratio)⌋ tokens, that keys and positions are those of the
 // kept tokens, that some values were merged, that the prefilled cache is
 // untouched, that memory was given back and that the cache still decodes.
@@ -117,7 +117,7 @@ func TestMergePressesOnAModel(t *testing.T) {
 		tokens[i] = 3 + (i*37)%(c.VocabSize-3)
 	}
 	var presses []*Press
-	for _, name := range []string{"merge_keydiff", "d2o"} {
+	for _, name := range []string{"merge_values"} {
 		for _, r := range []float64{0.5, 0.75} {
 			p, err := New(name, r)
 			if err != nil {

@@ -59,19 +59,29 @@ func (MixedPrecision) Plan(scores []float32, sealable int, ratio float64) []bool
 // ApplyPress implements Applier: score each layer, plan every head's
 // precisions and seal its blocks in them.
 func (b MixedPrecision) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer) error {
+	for l := range m.Config.Layers {
+		if err := b.ApplyLayer(p, m, seq, obs, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PerLayer implements LayerApplier: each layer is planned on its own.
+func (MixedPrecision) PerLayer() bool { return true }
+
+// ApplyLayer implements LayerApplier.
+func (b MixedPrecision) ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
 	high := b.High
 	if !high.Quantized() {
 		high = seq.Pool().Config().Format
 	}
-	c := m.Config
-	for l := range c.Layers {
-		st := newState(m, seq, l, obs)
-		scores := p.Scorer.Score(st)
-		for g := range c.KVHeads {
-			flags := b.Plan(scores[g], seq.Sealable(l, g, b.Residual), p.Ratio)
-			if err := seq.QuantizeMixed(l, g, flags, high, b.Low, b.Residual); err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
+	st := newState(m, seq, l, obs)
+	scores := p.Scorer.Score(st)
+	for g := range m.Config.KVHeads {
+		flags := b.Plan(scores[g], seq.Sealable(l, g, b.Residual), p.Ratio)
+		if err := seq.QuantizeMixed(l, g, flags, high, b.Low, b.Residual); err != nil {
+			return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
 		}
 	}
 	return nil

@@ -55,6 +55,11 @@ type Needs struct {
 	PreRope   bool
 	Hidden    bool
 	Attention bool
+	// QueryStats asks for the mean and covariance of the pre-RoPE queries
+	// from the prompt's StatsFrom-th token on (model.Observer.QueryStats),
+	// kept as sums instead of every query.
+	QueryStats bool
+	StatsFrom  int
 }
 
 // Scorer scores the tokens of one layer: scores[g][j] for KV head g and
@@ -91,11 +96,15 @@ func Observer(presses []*Press, from, n int) *model.Observer {
 			continue
 		}
 		need := p.Scorer.Needs()
-		if need.Window == 0 && !need.PreRope && !need.Hidden && !need.Attention {
+		if need.Window == 0 && !need.PreRope && !need.Hidden && !need.Attention && !need.QueryStats {
 			continue
 		}
 		if o == nil {
-			o = &model.Observer{From: from + n}
+			o = &model.Observer{From: from + n, StatsFrom: from + n}
+		}
+		if need.QueryStats {
+			o.StatsFrom = min(o.StatsFrom, from+need.StatsFrom)
+			o.QueryStats = true
 		}
 		o.PreRope = o.PreRope || need.PreRope
 		o.Hidden = o.Hidden || need.Hidden
@@ -124,24 +133,73 @@ func (p *Press) Apply(m *model.Model, seq *kvcache.Seq, obs *model.Observer) err
 	if a, ok := p.Budget.(Applier); ok { // chelsea, ems, minicache (kvmerge.go)
 		return a.ApplyPress(p, m, seq, obs)
 	}
-	if mg, ok := p.Budget.(Merger); ok {
-		return p.applyMerging(m, seq, obs, mg)
-	}
 	if pl, ok := p.Budget.(LayerPlanner); ok {
 		return p.applyPlanned(m, seq, obs, pl)
 	}
+	for l := range m.Config.Layers {
+		if err := p.applyLayer(m, seq, obs, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Layerwise reports whether the press compresses each layer on its own, so
+// that ApplyLayer may run on layer l as soon as the prompt has passed it
+// (model.ForwardLayered) and the cache never holds more than the
+// compressed layers and one full one. Budgets planned over all layers
+// (CAKE, CompressKV's, WindowKV's: see Planned) and merges across layers
+// (MiniCache) are not.
+func (p *Press) Layerwise() bool {
+	if p.Ratio == 0 {
+		return true
+	}
+	switch b := p.Budget.(type) {
+	case LayerApplier:
+		return b.PerLayer()
+	case Applier, LayerPlanner:
+		return false
+	}
+	return true
+}
+
+// ApplyLayer compresses layer l of seq alone, for a Layerwise press; obs
+// must hold layer l's observations. Apply is ApplyLayer over every layer.
+func (p *Press) ApplyLayer(m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
+	if p.Ratio < 0 || p.Ratio >= 1 {
+		return fmt.Errorf("press %s: ratio %v outside [0, 1)", p.Name, p.Ratio)
+	}
+	if p.Ratio == 0 {
+		return nil
+	}
+	if !p.Layerwise() {
+		return fmt.Errorf("press %s compresses all layers together: use Apply once every layer is computed", p.Name)
+	}
+	if a, ok := p.Budget.(LayerApplier); ok {
+		return a.ApplyLayer(p, m, seq, obs, l)
+	}
+	return p.applyLayer(m, seq, obs, l)
+}
+
+// applyLayer scores, selects and evicts (or merges) layer l.
+func (p *Press) applyLayer(m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
 	c := m.Config
-	for l := range c.Layers {
-		st := newState(m, seq, l, obs)
-		scores := p.Scorer.Score(st)
-		keep := p.Budget.Select(scores, l, c.Layers, p.Ratio)
-		for g, idx := range keep {
-			if len(idx) == st.Tokens(g) {
-				continue
-			}
-			if err := seq.Keep(l, g, idx); err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
+	st := newState(m, seq, l, obs)
+	scores := p.Scorer.Score(st)
+	keep := p.Budget.Select(scores, l, c.Layers, p.Ratio)
+	mg, merging := p.Budget.(Merger)
+	for g, idx := range keep {
+		if len(idx) == st.Tokens(g) {
+			continue
+		}
+		var err error
+		if merging {
+			err = seq.KeepMerged(l, g, idx, mg.Merge(st, g, idx))
+		} else {
+			err = seq.Keep(l, g, idx)
+		}
+		if err != nil {
+			return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
 		}
 	}
 	return nil

@@ -137,17 +137,46 @@ func TestExpectedAttention(t *testing.T) {
 	}
 }
 
+// TestPyramidKVBudgets checks the registered pyramidkv (window 64, β 20)
+// against kvpress's get_layer_budget worked by hand for the lengths of
+// dev.jsonl over tinychat's 8 layers. For n = 1000, ratio 0.5: B = 500,
+// B/β = 25 and 2B − 25 = 975 ≥ n − 64 = 936, so the bottom layer keeps 936
+// and the top 2·500 − 936 = 64 (≥ 64: the schedule fits), step 872/7 =
+// 124.57: 936, 811.4, 686.9, 562.3, 437.7, 313.1, 188.6, 64. For n = 3500,
+// ratio 0.5: 2·1750 − 87.5 = 3412.5 < 3436, no clamp: 3412.5 → 87.5, step
+// 475, rounded half to even. At 0.75 the top budget (B/β or 2B − (n − 64))
+// falls below 64 and every layer keeps B, as SnapKV.
 func TestPyramidKVBudgets(t *testing.T) {
-	scores := [][]float32{make([]float32, 1000)}
-	total := 0
-	var sizes []int
-	for l := range 8 {
-		k := len(PyramidKV{Window: 8, Beta: 20}.Select(scores, l, 8, 0.5)[0])
-		sizes = append(sizes, k)
-		total += k
+	p, err := New("pyramidkv", 0.5)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !(sizes[0] > sizes[7]) || math.Abs(float64(total)/8-500) > 2 {
-		t.Errorf("layer budgets %v (mean %v), want falling, mean 500", sizes, float64(total)/8)
+	pk := p.Budget.(PyramidKV)
+	for _, tc := range []struct {
+		n     int
+		ratio float64
+		want  []int
+	}{
+		{1000, 0.5, []int{936, 811, 687, 562, 438, 313, 189, 64}},
+		{1000, 0.25, []int{936, 883, 830, 777, 723, 670, 617, 564}},
+		{2000, 0.5, []int{1936, 1669, 1401, 1134, 866, 599, 331, 64}},
+		{3500, 0.5, []int{3412, 2938, 2462, 1988, 1512, 1038, 562, 88}},
+		{3500, 0.25, []int{3436, 3204, 2973, 2741, 2509, 2277, 2046, 1814}},
+		{1000, 0.75, []int{250, 250, 250, 250, 250, 250, 250, 250}},
+		{3500, 0.75, []int{875, 875, 875, 875, 875, 875, 875, 875}},
+	} {
+		scores := [][]float32{make([]float32, tc.n), make([]float32, tc.n)}
+		var got []int
+		for l := range 8 {
+			keep := pk.Select(scores, l, 8, tc.ratio)
+			if len(keep[0]) != len(keep[1]) {
+				t.Errorf("heads of one layer kept %d and %d", len(keep[0]), len(keep[1]))
+			}
+			got = append(got, len(keep[0]))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("n = %d, ratio %v: budgets %v, want %v", tc.n, tc.ratio, got, tc.want)
+		}
 	}
 }
 

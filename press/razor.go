@@ -39,18 +39,26 @@ type Kept struct {
 // select, then keep the chosen tokens plus any synthetic token.
 func (p *Press) applyCompensated(m *model.Model, seq *kvcache.Seq, obs *model.Observer, cp Compensator) error {
 	for l := range m.Config.Layers {
-		st := newState(m, seq, l, obs)
-		for g, k := range cp.SelectCompensated(st, p.Scorer.Score(st), p.Ratio) {
-			var err error
-			switch {
-			case k.Count > 0:
-				err = seq.KeepWithExtra(l, g, k.Idx, k.Key, k.Value, k.Pos, k.Count)
-			case len(k.Idx) != st.Tokens(g):
-				err = seq.Keep(l, g, k.Idx)
-			}
-			if err != nil {
-				return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
-			}
+		if err := p.applyCompensatedLayer(m, seq, obs, cp, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyCompensatedLayer is applyCompensated for layer l alone.
+func (p *Press) applyCompensatedLayer(m *model.Model, seq *kvcache.Seq, obs *model.Observer, cp Compensator, l int) error {
+	st := newState(m, seq, l, obs)
+	for g, k := range cp.SelectCompensated(st, p.Scorer.Score(st), p.Ratio) {
+		var err error
+		switch {
+		case k.Count > 0:
+			err = seq.KeepWithExtra(l, g, k.Idx, k.Key, k.Value, k.Pos, k.Count)
+		case len(k.Idx) != st.Tokens(g):
+			err = seq.Keep(l, g, k.Idx)
+		}
+		if err != nil {
+			return fmt.Errorf("press %s: layer %d head %d: %w", p.Name, l, g, err)
 		}
 	}
 	return nil
@@ -170,6 +178,15 @@ func (b Razor) Select(scores [][]float32, layer, layers int, ratio float64) [][]
 // store the compensation tokens.
 func (b Razor) ApplyPress(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer) error {
 	return p.applyCompensated(m, seq, obs, b)
+}
+
+// PerLayer implements LayerApplier: a layer's retrieval heads and counts
+// depend on that layer alone.
+func (Razor) PerLayer() bool { return true }
+
+// ApplyLayer implements LayerApplier.
+func (b Razor) ApplyLayer(p *Press, m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
+	return p.applyCompensatedLayer(m, seq, obs, b, l)
 }
 
 // SelectCompensated implements Compensator.

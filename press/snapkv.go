@@ -42,5 +42,5 @@ func (p SnapKV) Score(s *State) [][]float32 {
 		out[g] = append(acc, make([]float32, win)...)
 		padMax(out[g], n-win)
 	}
-	return out
+	return padLayer(out)
 }

@@ -54,6 +54,13 @@ func needsOf(s Scorer, q Quantizer) Needs {
 		n.PreRope = n.PreRope || m.PreRope
 		n.Hidden = n.Hidden || m.Hidden
 		n.Attention = n.Attention || m.Attention
+		if m.QueryStats {
+			n.StatsFrom = m.StatsFrom
+			if n.QueryStats {
+				n.StatsFrom = min(n.StatsFrom, m.StatsFrom)
+			}
+			n.QueryStats = true
+		}
 	}
 	return n
 }

@@ -71,6 +71,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
 	queryAware := fs.Bool("query-aware", false, "compress the first turn's whole prompt, question included (default: the context alone, before the question is seen)")
 	reuse := addReuseFlags(fs)
+	duoHeads := fs.String("duo-heads", "", "head file from 'kvserve profile-heads': duo_attention ranks heads by its scores over all layers (default: measured on each prompt)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -100,6 +101,11 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			p, err := press.Parse(name, ratio)
 			if err != nil {
 				return usageError{err.Error()}
+			}
+			if p.Name == "duo_attention" && *duoHeads != "" {
+				if p, err = press.NewDuo(*duoHeads, ratio); err != nil {
+					return usageError{"--duo-heads: " + err.Error()}
+				}
 			}
 			if key := fmt.Sprintf("%s@%g", p.Name, p.Ratio); !seen[key] {
 				seen[key] = true

@@ -151,6 +151,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
 		{"bench without data", []string{"bench", "accuracy"}, 2, "--data is required"},
 		{"bench bad data", []string{"bench", "accuracy", "--data", "/nonexistent.jsonl"}, 1, "no such file"},
+		{"bench bad head file", []string{"bench", "accuracy", "--data", "/nonexistent.jsonl", "--press", "duo_attention", "--duo-heads", "/nonexistent.json"}, 2, "--duo-heads"},
 		{"unknown press", []string{"run", "--prompt", "a b c", "--press", "nosuch"}, 2, `unknown press "nosuch"`},
 		{"press ratio out of range", []string{"run", "--prompt", "a b c", "--press", "keydiff", "--press-ratio", "1"}, 2, "outside [0, 1)"},
 		{"too long to press", []string{"run", "--prompt", long, "--press", "keydiff"}, 1, "the model's context is 4096"},

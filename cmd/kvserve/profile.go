@@ -21,10 +21,10 @@ func cmdProfileHeads(args []string, stdout, stderr io.Writer) error {
 			"The question's tokens attend over the cache with attention recorded; a KV\n"+
 			"head's score is the share of their attention (summed over the head's query\n"+
 			"group, averaged over queries and samples) that lands on the needle's tokens.\n"+
-			"Heads scoring strictly above the median of all layers' heads are retrieval\n"+
-			"heads (they keep every token under duo_attention with this file); the rest\n"+
-			"are streaming heads (4 sinks + recent tokens). Prints a layer × head table\n"+
-			"(R marks retrieval heads) and writes the head file.", stderr)
+			"duo_attention with this file (bench accuracy --duo-heads) makes the ratio's share of\n"+
+			"heads with the lowest scores streaming heads (sinks + recent window); the\n"+
+			"file also marks the heads above the median as retrieval heads (R in the\n"+
+			"printed layer × head table), the split razor_attention and compresskv use.", stderr)
 	mf := addModelFlags(fs)
 	out := fs.String("out", "heads.json", "head file to write")
 	samples := fs.Int("samples", 8, "passkey prompts to average over")
