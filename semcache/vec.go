@@ -18,3 +18,5 @@ func Normalize(v []float32) []float32 {
 	}
 	return v
 }
+
+func sqrt(x float64) float64 { return math.Sqrt(x) }

@@ -23,6 +23,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"serve":    benchServe,
 		"compare":  benchCompare,
 		"plot":     benchPlot,
+		"semcache": benchSemcache,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare) [flags]\n\n"+
@@ -30,7 +31,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			"  perf      prefill and decode speed, TTFT, memory\n"+
 			"  serve     load a running server: multi-turn shared-context chats, TTFT, ITL, throughput\n"+
 			"  compare   compare an accuracy result with a baseline table and reference answers\n"+
-			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)")
+			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)\n"+
+			"  semcache  response-cache hit and false-hit rates on a labelled request set")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
 		}
