@@ -1,7 +1,6 @@
 package semcache
 
 import (
-	"container/heap"
 	"math"
 	"math/rand/v2"
 )
@@ -24,6 +23,10 @@ type Index struct {
 	entry    int32
 	maxLevel int
 	live     int
+	// Scratch space of searches: visit marks and heaps.
+	visited         []uint32
+	epoch           uint32
+	nearBuf, farBuf []cand
 }
 
 type hnswNode struct {
@@ -170,57 +173,100 @@ type cand struct {
 	sim float32
 }
 
-// nearHeap pops the most similar first; farHeap the least similar first.
-type nearHeap []cand
-type farHeap []cand
+// candHeap is a binary heap of candidates; with near, the most similar is
+// on top, else the least similar.
+type candHeap struct {
+	c    []cand
+	near bool
+}
 
-func (h nearHeap) Len() int           { return len(h) }
-func (h nearHeap) Less(i, j int) bool { return h[i].sim > h[j].sim }
-func (h nearHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *nearHeap) Push(v any)        { *h = append(*h, v.(cand)) }
-func (h *nearHeap) Pop() any          { o := *h; v := o[len(o)-1]; *h = o[:len(o)-1]; return v }
-func (h farHeap) Len() int            { return len(h) }
-func (h farHeap) Less(i, j int) bool  { return h[i].sim < h[j].sim }
-func (h farHeap) Swap(i, j int)       { h[i], h[j] = h[j], h[i] }
-func (h *farHeap) Push(v any)         { *h = append(*h, v.(cand)) }
-func (h *farHeap) Pop() any           { o := *h; v := o[len(o)-1]; *h = o[:len(o)-1]; return v }
+func (h *candHeap) less(i, j int) bool {
+	if h.near {
+		return h.c[i].sim > h.c[j].sim
+	}
+	return h.c[i].sim < h.c[j].sim
+}
+
+func (h *candHeap) push(v cand) {
+	h.c = append(h.c, v)
+	for i := len(h.c) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		h.c[i], h.c[p] = h.c[p], h.c[i]
+		i = p
+	}
+}
+
+func (h *candHeap) pop() cand {
+	top := h.c[0]
+	last := len(h.c) - 1
+	h.c[0] = h.c[last]
+	h.c = h.c[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < last && h.less(l, m) {
+			m = l
+		}
+		if r < last && h.less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.c[i], h.c[m] = h.c[m], h.c[i]
+		i = m
+	}
+	return top
+}
 
 // searchLayer returns up to ef nodes of layer l most similar to q, most
 // similar first, by best-first search from eps.
 func (x *Index) searchLayer(q []float32, eps []int32, ef, l int) []cand {
-	visited := make(map[int32]struct{}, ef*4)
-	var near nearHeap
-	var far farHeap
+	if len(x.visited) < len(x.nodes) {
+		x.visited = append(x.visited, make([]uint32, len(x.nodes)-len(x.visited)+1024)...)
+	}
+	x.epoch++
+	if x.epoch == 0 { // wrapped: clear the marks
+		clear(x.visited)
+		x.epoch = 1
+	}
+	mark := x.epoch
+	near := candHeap{c: x.nearBuf[:0], near: true}
+	far := candHeap{c: x.farBuf[:0]}
 	for _, e := range eps {
 		c := cand{e, dot(q, x.nodes[e].vec)}
-		visited[e] = struct{}{}
-		heap.Push(&near, c)
-		heap.Push(&far, c)
+		x.visited[e] = mark
+		near.push(c)
+		far.push(c)
 	}
-	for near.Len() > 0 {
-		c := heap.Pop(&near).(cand)
-		if far.Len() >= ef && c.sim < far[0].sim {
+	for len(near.c) > 0 {
+		c := near.pop()
+		if len(far.c) >= ef && c.sim < far.c[0].sim {
 			break
 		}
 		for _, nb := range x.nodes[c.id].links[l] {
-			if _, seen := visited[nb]; seen {
+			if x.visited[nb] == mark {
 				continue
 			}
-			visited[nb] = struct{}{}
+			x.visited[nb] = mark
 			s := dot(q, x.nodes[nb].vec)
-			if far.Len() < ef || s > far[0].sim {
-				heap.Push(&near, cand{nb, s})
-				heap.Push(&far, cand{nb, s})
-				if far.Len() > ef {
-					heap.Pop(&far)
+			if len(far.c) < ef || s > far.c[0].sim {
+				near.push(cand{nb, s})
+				far.push(cand{nb, s})
+				if len(far.c) > ef {
+					far.pop()
 				}
 			}
 		}
 	}
-	out := make([]cand, far.Len())
+	x.nearBuf = near.c
+	out := make([]cand, len(far.c))
 	for i := len(out) - 1; i >= 0; i-- {
-		out[i] = heap.Pop(&far).(cand)
+		out[i] = far.pop()
 	}
+	x.farBuf = far.c
 	return out
 }
 

@@ -53,9 +53,9 @@ func TestIndexRecallAt10(t *testing.T) {
 		spread          float64
 		deleteEvery     int
 	}{
-		{"uniform", 3000, 32, 0, 0, 0},
-		{"clustered", 3000, 64, 40, 0.05, 0},
-		{"clustered with deletions", 3000, 64, 40, 0.05, 5},
+		{"uniform", 1500, 24, 0, 0, 0},
+		{"clustered", 1500, 48, 30, 0.05, 0},
+		{"clustered with deletions", 1500, 48, 30, 0.05, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -82,7 +82,7 @@ func TestIndexRecallAt10(t *testing.T) {
 				t.Fatalf("Len = %d, want %d", x.Len(), want)
 			}
 			found, total := 0, 0
-			for range 200 {
+			for range 100 {
 				q := randUnit(rng, tc.dim, vecs[rng.IntN(len(vecs))], 0.1)
 				got := x.Search(q, 10)
 				gotSet := map[int]bool{}
