@@ -39,9 +39,9 @@ type BERT struct {
 }
 
 type bertLayer struct {
-	q, k, v, o, up, down       linear
-	attnNormW, attnNormB       []float32
-	outNormW, outNormB         []float32
+	q, k, v, o, up, down linear
+	attnNormW, attnNormB []float32
+	outNormW, outNormB   []float32
 }
 
 // linear is y = W·x + b with W of out × in, as torch stores it.
