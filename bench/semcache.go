@@ -235,7 +235,7 @@ func SemCache(ctx context.Context, rows []SemRow, opts SemOptions) (*SemReport, 
 	// The global policy: no categories, one threshold; neighbours are kept
 	// so that every threshold is judged from one pass.
 	global := opts.Config
-	global.Categories, global.Classify, global.LoadAdapt = nil, false, 0
+	global.Categories, global.Classify, global.LoadAdapt, global.CalibratedFor = nil, false, 0, ""
 	global.Default = semcache.Policy{Threshold: 0.01}
 	grows, gres, _, err := semPass(ctx, rows, global, emb, 0.5, false, opts.Progress, "global policy")
 	if err != nil {
@@ -244,7 +244,7 @@ func SemCache(ctx context.Context, rows []SemRow, opts SemOptions) (*SemReport, 
 	// Per category: one pass with every category's threshold low, so the
 	// neighbours of each row are those of its own category.
 	percat := opts.Config
-	percat.LoadAdapt = 0
+	percat.LoadAdapt, percat.CalibratedFor = 0, ""
 	percat.Categories = map[string]semcache.Policy{}
 	for name, p := range opts.Config.Categories {
 		percat.Categories[name] = semcache.Policy{Threshold: 0.01, MatchNumbers: p.MatchNumbers, TTL: p.TTL}

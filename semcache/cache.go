@@ -189,7 +189,7 @@ func New(ctx context.Context, cfg Config, emb Embedder) (*Cache, error) {
 	c := &Cache{cfg: cfg, emb: emb, now: time.Now, load: func() float64 { return 0.5 },
 		exact: map[string]*entry{}, surface: map[string]*entry{}, parts: map[string]*part{},
 		buckets: map[string]*bucket{}, centroids: map[string]*centroid{}, stats: map[string]*Stats{}}
-	if emb == nil {
+	if emb == nil || !c.Calibrated() {
 		c.cfg.Semantic = false
 	}
 	if c.cfg.Semantic {
@@ -208,6 +208,12 @@ func New(ctx context.Context, cfg Config, emb Embedder) (*Cache, error) {
 		}
 	}
 	return c, nil
+}
+
+// Calibrated reports whether the thresholds were chosen for the embedder
+// in use (Config.CalibratedFor); if not, the semantic tier is off.
+func (c *Cache) Calibrated() bool {
+	return c.cfg.CalibratedFor == "" || c.cfg.CalibratedFor == c.cfg.Embedder
 }
 
 // Config returns the cache's configuration.

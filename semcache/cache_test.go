@@ -265,3 +265,20 @@ func BenchmarkLookup10k(b *testing.B) {
 		c.Lookup(ctx, qs[i%len(qs)])
 	}
 }
+
+func TestUncalibratedEmbedderTurnsSemanticOff(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.Embedder, cfg.CalibratedFor = "bert:some-model", "hash"
+	c := newCache(t, cfg)
+	if c.Calibrated() || c.Config().Semantic {
+		t.Fatal("thresholds of another embedder were trusted")
+	}
+	c.Store(ctx, query(t, "", "What does errors.As do in Go?", ""), nil, answer("A", "stop"))
+	if res := c.Lookup(ctx, query(t, "", "In Go, what does errors.As do?", "")); res.Hit || res.Reason != "no_semantic" {
+		t.Fatalf("paraphrase: %+v", res)
+	}
+	if res := c.Lookup(ctx, query(t, "", "what does errors.As do in Go", "")); !res.Hit || res.Tier != "surface" {
+		t.Fatalf("the hash tiers must still answer: %+v", res)
+	}
+}

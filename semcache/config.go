@@ -64,6 +64,11 @@ type Config struct {
 	// Embedder names the embedder (see embed.Open): "model" (the served
 	// model's pooled states), "hash", "bert:DIR" or an http(s) URL.
 	Embedder string `json:"embedder"`
+	// CalibratedFor names the embedder the thresholds were chosen for.
+	// Similarities of different embedders are not comparable, so with
+	// another embedder the semantic tier stays off (the hash tiers still
+	// answer); "" trusts the thresholds for any embedder.
+	CalibratedFor string `json:"calibrated_for"`
 }
 
 // Duration is a time.Duration written as a string in JSON ("1h", "30m").
@@ -112,7 +117,7 @@ func DefaultConfig() Config {
 		},
 		LoadAdapt: 0.01, LoadFull: 16,
 		Exact: true, Surface: true, Semantic: true, Classify: true,
-		Embedder: "hash",
+		Embedder: "hash", CalibratedFor: "hash",
 	}
 }
 

@@ -72,6 +72,10 @@ func (o *semcacheOptions) open(ctx context.Context, b *engine.Bundle, log *slog.
 	if emb != nil {
 		name = emb.Name()
 	}
-	log.Info("response cache on", "embedder", name, "categories", o.cfg.CategoryNames(), "storage", "memory")
+	if !c.Calibrated() {
+		log.Warn("response cache: the thresholds were chosen for another embedder; the semantic tier is off (set calibrated_for and thresholds in --semcache-config; kvserve bench semcache prints tuned ones)",
+			"embedder", o.cfg.Embedder, "calibrated_for", o.cfg.CalibratedFor)
+	}
+	log.Info("response cache on", "embedder", name, "categories", o.cfg.CategoryNames(), "semantic", c.Config().Semantic, "storage", "memory")
 	return c, nil
 }
