@@ -17,7 +17,7 @@ func PlotSemCache(reps []*SemReport, title, path string) error {
 	p.Title.Text = title
 	p.X.Label.Text = "false-hit rate on negative rows"
 	p.Y.Label.Text = "paraphrase rows served the right answer"
-	p.Legend.Top = false
+	p.Legend.Top = true // the curves keep to the left and bottom
 	p.Legend.Left = false
 	i := 0
 	for _, rep := range reps {
