@@ -73,6 +73,8 @@ type SemReport struct {
 	Curves []*SemCurve     `json:"curves"`
 	Timing *SemTiming      `json:"timing,omitempty"`
 	Config semcache.Config `json:"config"`
+	// IC is IC-Cache mode's measurement, when asked for.
+	IC []ICResult `json:"ic_cache,omitempty"`
 }
 
 // SemRun is one policy's pass over the set.
@@ -518,6 +520,9 @@ func (rep *SemReport) Table(w io.Writer) {
 	if rep.Timing != nil {
 		fmt.Fprintf(w, "lookup: exact/surface hit %.1f µs, semantic hit %.1f µs, miss %.1f µs (mean, embedding included)\n",
 			rep.Timing.ExactHitMicros, rep.Timing.SemanticHitMicros, rep.Timing.MissMicros)
+	}
+	for _, r := range rep.IC {
+		fmt.Fprintf(w, "IC-Cache, %s rows that missed with examples: %d; answer = nearest neighbour's: plain %d, with examples %d\n", r.Kind, r.Rows, r.PlainMatch, r.ICMatch)
 	}
 	for _, cv := range rep.Curves {
 		best := bestWithin(cv.Points, 0.01)

@@ -77,8 +77,10 @@ type Neighbor struct {
 	Similarity float64
 	// Eligible is false when the candidate fails the numbers check.
 	Eligible bool
-	Text     string
-	Answer   *Answer
+	// Text is the entry's question as normalized (SurfaceText), Question
+	// as it was asked.
+	Text, Question string
+	Answer         *Answer
 }
 
 // Result is the outcome of a lookup.
@@ -136,6 +138,7 @@ type entry struct {
 	part                 *part
 	node                 int
 	text                 string
+	question             string
 	numbers              string
 	vec                  []float32
 	answer               *Answer
@@ -351,7 +354,7 @@ func (c *Cache) Lookup(ctx context.Context, q *Query) *Result {
 		if !now.Before(e.expires) {
 			continue
 		}
-		n := Neighbor{Similarity: float64(m.Similarity), Eligible: !pol.MatchNumbers || e.numbers == nums, Text: e.text, Answer: e.answer}
+		n := Neighbor{Similarity: float64(m.Similarity), Eligible: !pol.MatchNumbers || e.numbers == nums, Text: e.text, Question: e.question, Answer: e.answer}
 		res.Neighbors = append(res.Neighbors, n)
 		if !n.Eligible {
 			continue
@@ -487,7 +490,7 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	if old := c.exact[ek]; old != nil {
 		c.remove(old)
 	}
-	e := &entry{tenant: q.Tenant, category: cat, exactKey: ek, surfaceKey: sk, text: text, numbers: numbersOf(text),
+	e := &entry{tenant: q.Tenant, category: cat, exactKey: ek, surfaceKey: sk, text: text, question: r.Text, numbers: numbersOf(text),
 		vec: vec, answer: a, bytes: a.bytes() + int64(len(text)+4*len(vec)+200), ttl: time.Duration(pol.TTL)}
 	e.expires = now.Add(e.ttl)
 	if e.ttl == 0 {
@@ -613,5 +616,30 @@ func clone(m map[string]int64) map[string]int64 {
 	for k, v := range m {
 		out[k] = v
 	}
+	return out
+}
+
+// Examples returns up to k cached question/answer pairs for IC-Cache mode
+// (Config.IC): the eligible neighbours of a missed lookup with similarity
+// ≥ minSim and distinct answers, least similar first (so that the closest
+// example sits next to the question).
+func (r *Result) Examples(k int, minSim float64) []Neighbor {
+	var out []Neighbor
+	for _, n := range r.Neighbors {
+		if len(out) == k {
+			break
+		}
+		if !n.Eligible || n.Similarity < minSim {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			dup = dup || o.Answer.same(n.Answer)
+		}
+		if !dup {
+			out = append(out, n)
+		}
+	}
+	slices.Reverse(out)
 	return out
 }

@@ -69,6 +69,17 @@ type Config struct {
 	// another embedder the semantic tier stays off (the hash tiers still
 	// answer); "" trusts the thresholds for any embedder.
 	CalibratedFor string `json:"calibrated_for"`
+	// IC is IC-Cache mode: on a semantic miss, the K nearest cached
+	// question/answer pairs with similarity ≥ MinSimilarity go into a chat
+	// prompt as example turns before the question. Such answers are not
+	// stored. K 0 turns it off (the default).
+	IC ICConfig `json:"ic_cache"`
+}
+
+// ICConfig configures IC-Cache mode.
+type ICConfig struct {
+	K             int     `json:"k"`
+	MinSimilarity float64 `json:"min_similarity"`
 }
 
 // Duration is a time.Duration written as a string in JSON ("1h", "30m").
@@ -169,6 +180,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.LoadAdapt >= 0 && c.LoadAdapt < 0.5) {
 		return fmt.Errorf("load_adapt %v: want [0, 0.5)", c.LoadAdapt)
+	}
+	if c.IC.K < 0 || c.IC.K > 16 || !(c.IC.MinSimilarity >= 0 && c.IC.MinSimilarity <= 1) {
+		return fmt.Errorf("ic_cache: k %d must be in [0, 16] and min_similarity %v in [0, 1]", c.IC.K, c.IC.MinSimilarity)
 	}
 	if c.LoadFull < 0 {
 		return fmt.Errorf("load_full %d: want ≥ 0", c.LoadFull)

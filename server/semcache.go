@@ -86,16 +86,63 @@ func (s *Server) semcached(w http.ResponseWriter, r *http.Request, next http.Han
 			return
 		}
 		w.Header().Set("X-Semcache", fmt.Sprintf("miss; reason=%s; similarity=%.4f; category=%s", res.Reason, res.Similarity, res.Category))
+		if ic := s.cfg.SemCache.Config().IC; ic.K > 0 && req.Chat {
+			if ex := res.Examples(ic.K, ic.MinSimilarity); len(ex) > 0 {
+				if nb, ok := withExamples(body, ex); ok {
+					r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(nb)), int64(len(nb))
+					w.Header().Set("X-Semcache", w.Header().Get("X-Semcache")+fmt.Sprintf("; ic=%d", len(ex)))
+					res = nil // an answer made with examples is not stored
+				}
+			}
+		}
 	}
 	rec := &answerRecorder{ResponseWriter: w, stream: req.Stream, chat: req.Chat}
 	next(rec, r)
 	rec.finish()
-	if rec.code != http.StatusOK || rec.failed || r.Context().Err() != nil {
+	if rec.code != http.StatusOK || rec.failed || r.Context().Err() != nil || strings.Contains(w.Header().Get("X-Semcache"), "; ic=") {
 		return
 	}
 	if why := s.cfg.SemCache.Store(r.Context(), q, res, rec.answer()); why != "" {
 		s.log.Debug("semcache: answer not stored", "reason", why)
 	}
+}
+
+// withExamples inserts cached question/answer pairs as user/assistant
+// turns before the last user message of a chat body (IC-Cache mode).
+func withExamples(body []byte, ex []semcache.Neighbor) ([]byte, bool) {
+	var m map[string]json.RawMessage
+	var msgs []json.RawMessage
+	if json.Unmarshal(body, &m) != nil || json.Unmarshal(m["messages"], &msgs) != nil {
+		return nil, false
+	}
+	last := -1
+	for i, raw := range msgs {
+		var msg struct {
+			Role string `json:"role"`
+		}
+		if json.Unmarshal(raw, &msg) == nil && strings.EqualFold(strings.TrimSpace(msg.Role), "user") {
+			last = i
+		}
+	}
+	if last < 0 {
+		return nil, false
+	}
+	var turns []json.RawMessage
+	for _, e := range ex {
+		if len(e.Answer.Choices) == 0 {
+			continue
+		}
+		q, _ := json.Marshal(map[string]string{"role": "user", "content": e.Question})
+		a, _ := json.Marshal(map[string]string{"role": "assistant", "content": e.Answer.Choices[0].Text})
+		turns = append(turns, q, a)
+	}
+	out := append(append(append([]json.RawMessage{}, msgs[:last]...), turns...), msgs[last:]...)
+	var err error
+	if m["messages"], err = json.Marshal(out); err != nil {
+		return nil, false
+	}
+	nb, err := json.Marshal(m)
+	return nb, err == nil
 }
 
 // semcacheInfo is the usage extension of a cached or looked-up answer.

@@ -28,6 +28,7 @@ type cachedReply struct {
 	text   string
 	finish string
 	info   semcacheInfo
+	prompt int // usage.prompt_tokens
 }
 
 // ask posts a chat request with the given headers and reads the reply,
@@ -75,7 +76,8 @@ func (ts *testServer) ask(t *testing.T, body string, headers ...string) cachedRe
 			FinishReason string                   `json:"finish_reason"`
 		} `json:"choices"`
 		Usage struct {
-			Semcache semcacheInfo `json:"semcache"`
+			PromptTokens int          `json:"prompt_tokens"`
+			Semcache     semcacheInfo `json:"semcache"`
 		} `json:"usage"`
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
@@ -84,7 +86,7 @@ func (ts *testServer) ask(t *testing.T, body string, headers ...string) cachedRe
 	if len(r.Choices) > 0 {
 		out.text, out.finish = r.Choices[0].Message.Content, r.Choices[0].FinishReason
 	}
-	out.info = r.Usage.Semcache
+	out.info, out.prompt = r.Usage.Semcache, r.Usage.PromptTokens
 	return out
 }
 
@@ -146,6 +148,36 @@ func TestSemcacheNeverStoresSampledOrTruncated(t *testing.T) {
 			if r := ts.ask(t, body); r.info.Hit || strings.HasPrefix(r.header, "hit") {
 				t.Fatalf("%s: request %d was a hit: %+v", body, i, r)
 			}
+		}
+	}
+}
+
+func TestSemcacheICModeAddsExamplesAndStoresNothing(t *testing.T) {
+	cfg := semcache.DefaultConfig()
+	cfg.IC = semcache.ICConfig{K: 2, MinSimilarity: 0.2}
+	c, err := semcache.New(context.Background(), cfg, embed.NewHash(512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, engine.SchedulerConfig{}, 0, Config{SemCache: c})
+	seed := `{"messages":[{"role":"user","content":"What does errors.As do in Go?"}],"temperature":0,"max_tokens":48,"stop":[" "],"semcache_category":"code"}`
+	if r := ts.ask(t, seed); r.status != 200 || r.finish != "stop" {
+		t.Fatalf("seed: %+v", r)
+	}
+	near := strings.Replace(seed, "What does errors.As do in Go?", "Is errors.As safe to call from several goroutines in Go?", 1)
+	plain := ts.ask(t, near, "Cache-Control", "no-store")
+	for i := range 2 {
+		r := ts.ask(t, near)
+		if r.status != 200 || r.info.Hit || !strings.Contains(r.header, "; ic=1") {
+			t.Fatalf("near miss %d: %+v", i, r)
+		}
+		if r.prompt <= plain.prompt+5 {
+			t.Fatalf("the prompt with an example has %d tokens, without %d", r.prompt, plain.prompt)
+		}
+	}
+	for _, st := range c.Stats() {
+		if st.Category == "code" && st.Entries != 1 {
+			t.Fatalf("an answer made with examples was stored: %+v", st)
 		}
 	}
 }

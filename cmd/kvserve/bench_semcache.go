@@ -34,6 +34,8 @@ func benchSemcache(args []string, stdout, stderr io.Writer) error {
 	load := fs.Float64("load", 0.5, "server load the threshold sees, in [0, 1] (0.5: thresholds as configured)")
 	out := fs.String("out", "", "write the report as JSON here (and a PNG plot beside it)")
 	missN := fs.Int("miss-latency", 0, "generate this many seed answers with the model to time a miss")
+	icK := fs.Int("ic-cache", 0, "also measure IC-Cache mode with this many examples: seeds stored with the model's answers, missed rows answered plainly and with the nearest cached pairs in the prompt")
+	icMin := fs.Float64("ic-min-similarity", 0.5, "least similarity of an IC-Cache example")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,7 +61,7 @@ func benchSemcache(args []string, stdout, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return usageError{"--embedder names no embedder"}
 	}
-	needModel := *missN > 0
+	needModel := *missN > 0 || *icK > 0
 	for _, s := range specs {
 		needModel = needModel || s == "model"
 	}
@@ -85,6 +87,11 @@ func benchSemcache(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		rep.Data = *data
+		if *icK > 0 {
+			if rep.IC, err = bench.ICCache(ctx, b, rows, c, emb, *icK, *icMin, 32, stderr); err != nil {
+				return err
+			}
+		}
 		rep.Table(stdout)
 		fmt.Fprintln(stdout)
 		reps = append(reps, rep)
