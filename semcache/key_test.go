@@ -189,3 +189,21 @@ func FuzzExactKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRequest feeds arbitrary bodies: no panic, and a parsed request
+// always has keys.
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{`{"messages":[{"role":"user","content":"hi"}]}`, `{"prompt":"x","stop":["a",1]}`,
+		`{"messages":[{"role":"user","content":[{"type":"text","text":"a"}]}],"max_completion_tokens":null,"temperature":1e400}`, `{}`, `[`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := ParseRequest(body)
+		if err != nil {
+			return
+		}
+		if r.ExactKey() == "" || r.SurfaceKey() == "" || r.PartitionKey() == "" {
+			t.Fatal("empty key")
+		}
+	})
+}
