@@ -7,6 +7,7 @@ require (
 	github.com/prometheus/client_golang v1.23.2
 	golang.org/x/sys v0.50.0
 	golang.org/x/text v0.44.0
+	gonum.org/v1/gonum v0.16.0
 	gonum.org/v1/plot v0.17.0
 )
 
