@@ -75,6 +75,8 @@ type SemReport struct {
 	Config semcache.Config `json:"config"`
 	// IC is IC-Cache mode's measurement, when asked for.
 	IC []ICResult `json:"ic_cache,omitempty"`
+	// Upgrade is the embedder-upgrade measurement, when asked for.
+	Upgrade []UpgradePoint `json:"upgrade,omitempty"`
 }
 
 // SemRun is one policy's pass over the set.
@@ -520,6 +522,10 @@ func (rep *SemReport) Table(w io.Writer) {
 	if rep.Timing != nil {
 		fmt.Fprintf(w, "lookup: exact/surface hit %.1f µs, semantic hit %.1f µs, miss %.1f µs (mean, embedding included)\n",
 			rep.Timing.ExactHitMicros, rep.Timing.SemanticHitMicros, rep.Timing.MissMicros)
+	}
+	for _, u := range rep.Upgrade {
+		fmt.Fprintf(w, "upgrade %s → %s, %d of %d entries re-embedded (rest mapped): paraphrase hit %.1f%%, false hits %.1f%%\n",
+			u.From, u.To, u.Sample, u.Entries, 100*u.ParaphraseHit, 100*u.FalseHit)
 	}
 	for _, r := range rep.IC {
 		fmt.Fprintf(w, "IC-Cache, %s rows that missed with examples: %d; answer = nearest neighbour's: plain %d, with examples %d\n", r.Kind, r.Rows, r.PlainMatch, r.ICMatch)

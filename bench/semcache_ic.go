@@ -110,3 +110,56 @@ func ICCache(ctx context.Context, b *engine.Bundle, rows []SemRow, cfg semcache.
 	}
 	return out, nil
 }
+
+// UpgradePoint is the cache's quality after an embedder upgrade in which
+// Sample of the stored entries were re-embedded and the rest mapped.
+type UpgradePoint struct {
+	From, To string
+	Sample   int `json:"sample"`
+	Entries  int `json:"entries"`
+	SemPoint
+}
+
+// SemUpgrade stores every seed with the old embedder, upgrades the cache
+// to the new one re-embedding n of the entries for each n of samples (the
+// rest are mapped by Procrustes; n = all seeds re-embeds everything), and
+// runs the other rows with cfg's thresholds (calibrated for the new
+// embedder). n = 0 is the cache before the upgrade: the old embedder, whose
+// semantic tier stays off when cfg is calibrated for another.
+func SemUpgrade(ctx context.Context, rows []SemRow, cfg semcache.Config, old semcache.Embedder, oldSpec string, new semcache.Embedder, newSpec string, samples []int) ([]UpgradePoint, error) {
+	var out []UpgradePoint
+	for _, n := range samples {
+		c0 := cfg
+		c0.Embedder = oldSpec
+		if n > 0 {
+			c0.CalibratedFor = "" // keep the old vectors to upgrade
+		}
+		c, err := semcache.New(ctx, c0, old)
+		if err != nil {
+			return nil, err
+		}
+		seeds := 0
+		for i := range rows {
+			if rows[i].Kind == "seed" {
+				c.Store(ctx, &semcache.Query{Request: semRequest(&rows[i], true)}, nil, &semcache.Answer{Choices: []semcache.Choice{{Text: rows[i].Cluster, Finish: "stop"}}})
+				seeds++
+			}
+		}
+		if n > 0 {
+			if _, err := c.Upgrade(ctx, new, newSpec, n); err != nil {
+				return nil, err
+			}
+		}
+		var res []SemRowResult
+		for i := range rows {
+			r := &rows[i]
+			if r.Kind == "seed" {
+				continue
+			}
+			lr := c.Lookup(ctx, &semcache.Query{Request: semRequest(r, true)})
+			res = append(res, SemRowResult{ID: r.ID, Kind: r.Kind, Category: r.Category, Hit: lr.Hit, Right: lr.Hit && r.Cluster != "" && lr.Answer.Choices[0].Text == r.Cluster})
+		}
+		out = append(out, UpgradePoint{From: old.Name(), To: new.Name(), Sample: n, Entries: seeds, SemPoint: point(fmt.Sprintf("sample %d", n), res)})
+	}
+	return out, nil
+}

@@ -35,6 +35,7 @@ func benchSemcache(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "write the report as JSON here (and a PNG plot beside it)")
 	missN := fs.Int("miss-latency", 0, "generate this many seed answers with the model to time a miss")
 	icK := fs.Int("ic-cache", 0, "also measure IC-Cache mode with this many examples: seeds stored with the model's answers, missed rows answered plainly and with the nearest cached pairs in the prompt")
+	upFrom := fs.String("upgrade-from", "", "also measure an embedder upgrade: entries stored with this embedder, then moved to the --embedder by a Procrustes map fitted on 0, 10, 25, 50 and all of them re-embedded")
 	icMin := fs.Float64("ic-min-similarity", 0.5, "least similarity of an IC-Cache example")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -61,7 +62,7 @@ func benchSemcache(args []string, stdout, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return usageError{"--embedder names no embedder"}
 	}
-	needModel := *missN > 0 || *icK > 0
+	needModel := *missN > 0 || *icK > 0 || *upFrom == "model"
 	for _, s := range specs {
 		needModel = needModel || s == "model"
 	}
@@ -87,6 +88,21 @@ func benchSemcache(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		rep.Data = *data
+		if *upFrom != "" {
+			old, err := embed.Open(*upFrom, b)
+			if err != nil {
+				return usageError{"--upgrade-from: " + err.Error()}
+			}
+			seeds := 0
+			for _, r := range rows {
+				if r.Kind == "seed" {
+					seeds++
+				}
+			}
+			if rep.Upgrade, err = bench.SemUpgrade(ctx, rows, c, old, *upFrom, emb, spec, []int{0, 10, 25, 50, seeds}); err != nil {
+				return err
+			}
+		}
 		if *icK > 0 {
 			if rep.IC, err = bench.ICCache(ctx, b, rows, c, emb, *icK, *icMin, 32, stderr); err != nil {
 				return err
