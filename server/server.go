@@ -21,6 +21,7 @@ import (
 
 	"github.com/kvserve/kvserve/blend"
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/semcache"
 )
 
 // Config configures a Server. The zero value of each field picks a default.
@@ -74,6 +75,9 @@ type Config struct {
 	// named Reuse (blend.Parse; "cacheblend" if "").
 	Blender *blend.Blender
 	Reuse   string
+	// SemCache, if set, answers repeated and paraphrased completions from
+	// a response cache (see semcache.go).
+	SemCache *semcache.Cache
 }
 
 // Server serves the API for one model. It is an http.Handler.
@@ -121,8 +125,9 @@ func New(b *engine.Bundle, sched *engine.Scheduler, cfg Config) *Server {
 			h(w, r)
 		})
 	}
-	route("/v1/chat/completions", http.MethodPost, s.chatCompletions)
-	route("/v1/completions", http.MethodPost, s.completions)
+	cached := s.semcacheHook()
+	route("/v1/chat/completions", http.MethodPost, cached(s.chatCompletions))
+	route("/v1/completions", http.MethodPost, cached(s.completions))
 	route("/v1/embeddings", http.MethodPost, s.embeddings)
 	route("/v1/models", http.MethodGet, s.models)
 	route("/v1/models/{id...}", http.MethodGet, s.model)

@@ -26,6 +26,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"summary":  benchSummary,
 		"codec":    benchCodec,
 		"tiers":    benchTiers,
+		"semcache": benchSemcache,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(stdout, "Usage: kvserve bench (accuracy | perf | serve | compare | plot | summary | codec | tiers) [flags]\n\n"+
@@ -36,7 +37,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			"  plot      draw accuracy against KV bytes from an accuracy result (PNG)\n"+
 			"  summary   one line per method family: best accuracy within each byte budget\n"+
 			"  codec     accuracy and bytes after a round trip through the KV wire codec\n"+
-			"  tiers     TTFT of a shared-context turn loaded from memory, disk, Redis vs recomputed")
+			"  tiers     TTFT of a shared-context turn loaded from memory, disk, Redis vs recomputed\n"+
+			"  semcache  response-cache hit and false-hit rates on a labelled request set")
 		if len(args) == 0 {
 			return usageError{"bench needs a subcommand"}
 		}

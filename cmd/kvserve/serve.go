@@ -49,6 +49,7 @@ type serveOptions struct {
 	limits           serveLimits // hostile-input bounds (serve_limits.go)
 	reuse            string      // how documents' cached KV is reused (blend)
 	tiers            tierOptions
+	semcache         *semcacheOptions
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -95,10 +96,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	keyFlags := addAPIKeyFlags(fs)
 	o.limits.flags(fs)
 	addTierFlags(fs, &o.tiers)
+	o.semcache = addSemcacheFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := o.tiers.parse(); err != nil {
+		return err
+	}
+	if err := o.semcache.check(); err != nil {
 		return err
 	}
 	var err error
@@ -170,7 +175,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 	}()
 	for _, spec := range specs {
 		// Each model gets an equal share of the KV memory budget.
-		m, err := openServed(spec, o, pool, log, o.kvMemory/int64(len(specs)))
+		m, err := openServed(ctx, spec, o, pool, log, o.kvMemory/int64(len(specs)))
 		if err != nil {
 			return err
 		}
@@ -281,7 +286,7 @@ type servedModel struct {
 
 // openServed loads one model and starts its scheduler with its share of
 // the KV budget.
-func openServed(spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Logger, budget int64) (*servedModel, error) {
+func openServed(ctx context.Context, spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Logger, budget int64) (*servedModel, error) {
 	b, err := engine.OpenWith(spec.path, pool, engine.Options{ChatTemplateFile: o.chatTemplate, ContextLength: o.ctxSize})
 	if err != nil {
 		if spec.path != "" {
@@ -319,8 +324,17 @@ func openServed(spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Lo
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
 		Cache: cache, Observer: metrics, Logger: log,
 	})
+	sc, err := o.semcache.open(ctx, b, log)
+	if err != nil {
+		sched.Close()
+		for _, c := range closers {
+			c()
+		}
+		b.Close()
+		return nil, err
+	}
 	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
-		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse}))
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse, SemCache: sc}))
 	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api, closers: closers}, nil
 }
 

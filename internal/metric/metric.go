@@ -393,3 +393,71 @@ func (h *Histogram) collect(out *[]family) {
 func (o HistogramOpts) fullName() string {
 	return Opts{Namespace: o.Namespace, Subsystem: o.Subsystem, Name: o.Name}.fullName()
 }
+
+// Desc describes a family that a collector made by NewCollectorFunc writes:
+// its full name, help, type ("counter" or "gauge") and label names.
+type Desc struct {
+	Name, Help, Type string
+	Labels           []string
+}
+
+// funcCollector writes, at each scrape, what its function emits.
+type funcCollector struct {
+	descs []Desc
+	f     func(emit func(name string, value float64, labelValues ...string))
+}
+
+// NewCollectorFunc returns a collector that calls f at each scrape; f
+// emits samples of the described families, one call of emit per series,
+// label values in the order of the family's label names. Emitting a name
+// not described, or the wrong number of values, panics (a programming
+// error).
+func NewCollectorFunc(descs []Desc, f func(emit func(name string, value float64, labelValues ...string))) Collector {
+	return &funcCollector{descs, f}
+}
+
+func (c *funcCollector) describe() []string {
+	names := make([]string, len(c.descs))
+	for i, d := range c.descs {
+		names[i] = d.Name
+	}
+	return names
+}
+
+func (c *funcCollector) collect(out *[]family) {
+	start := len(*out)
+	index := map[string]int{}
+	for i, d := range c.descs {
+		index[d.Name] = i
+		*out = append(*out, family{d.Name, d.Help, d.Type, nil})
+	}
+	c.f(func(name string, value float64, labelValues ...string) {
+		i, ok := index[name]
+		if !ok {
+			panic(fmt.Sprintf("metric: %s emitted but not described", name))
+		}
+		d := c.descs[i]
+		if len(labelValues) != len(d.Labels) {
+			panic(fmt.Sprintf("metric: %s: %d label values for labels %v", name, len(labelValues), d.Labels))
+		}
+		ls := make([]labelPair, len(d.Labels))
+		for j, l := range d.Labels {
+			ls[j] = labelPair{l, labelValues[j]}
+		}
+		f := &(*out)[start+i]
+		f.samples = append(f.samples, sample{labels: ls, value: value})
+	})
+	for i := range c.descs { // series in label order, whatever order f emitted them
+		ss := (*out)[start+i].samples
+		sort.SliceStable(ss, func(a, b int) bool { return labelKey(ss[a].labels) < labelKey(ss[b].labels) })
+	}
+}
+
+func labelKey(ls []labelPair) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(l.value)
+		b.WriteByte(0xff)
+	}
+	return b.String()
+}

@@ -175,3 +175,20 @@ func TestDescribeMatchesCollect(t *testing.T) {
 		}
 	}
 }
+
+func TestCollectorFunc(t *testing.T) {
+	r := NewRegistry(nil)
+	r.MustRegister(NewCollectorFunc([]Desc{{Name: "hits_total", Help: "h", Type: "counter", Labels: []string{"cat", "tier"}}, {Name: "entries", Help: "e", Type: "gauge", Labels: []string{"cat"}}},
+		func(emit func(string, float64, ...string)) {
+			emit("hits_total", 2, "math", "exact")
+			emit("hits_total", 1, "code", "semantic")
+			emit("entries", 7, "code")
+		}))
+	var b strings.Builder
+	WriteText(&b, r)
+	want := "# HELP entries e\n# TYPE entries gauge\nentries{cat=\"code\"} 7\n" +
+		"# HELP hits_total h\n# TYPE hits_total counter\nhits_total{cat=\"code\",tier=\"semantic\"} 1\nhits_total{cat=\"math\",tier=\"exact\"} 2\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
