@@ -31,6 +31,9 @@ type AccuracyOptions struct {
 	// query-aware setting; the default, query-agnostic, compresses before
 	// the question exists, as SCBench's multi-turn mode does).
 	QueryAware bool
+	// Retrieval runs each press once per spec, its decode steps reading
+	// only what the spec's selector picks (retrieval.go).
+	Retrieval []RetrievalSpec
 }
 
 // RecordResult is the outcome of one turn of one record.
@@ -62,6 +65,8 @@ type Run struct {
 	FullKVBytes int64 `json:"full_kv_bytes"`
 	// KVFormat is how the cache stored keys and values.
 	KVFormat string `json:"kv_format"`
+	// Retrieval is set for runs whose decode steps retrieve.
+	*RetrievalResult `json:",omitempty"`
 	// CompressSeconds is the total time spent compressing.
 	CompressSeconds float64        `json:"compress_seconds"`
 	Correct         int            `json:"correct"`
@@ -116,6 +121,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 	if len(presses) == 0 {
 		presses = []*press.Press{nil}
 	}
+	presses, retr := withRetrieval(b, presses, opt.Retrieval)
 	cfg := b.Net.Config
 	bf16PerToken := int64(2 * cfg.Layers * cfg.KVHeads * cfg.HeadDim * 2)
 	total := 0
@@ -129,6 +135,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 			runs[i].Press, runs[i].Ratio = p.Name, p.Ratio
 		}
 	}
+	retr.label(runs)
 	kvSum := make([]int64, len(presses))
 	fullSum := make([]int64, len(presses))
 	pool := b.Net.NewPool(0, opt.Format)
@@ -167,7 +174,11 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 						return nil, err
 					}
 				}
-				out, err := b.Generate(ctx, cache, engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}, nil)
+				req := engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}
+				if err := retr.request(i, ids, &req); err != nil {
+					return nil, err
+				}
+				out, err := b.Generate(ctx, cache, req, nil)
 				if err != nil {
 					return nil, fmt.Errorf("record %s turn %d: %w", r.ID, k, err)
 				}
@@ -194,6 +205,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 		for _, c := range caches {
 			c.Release()
 		}
+		retr.endRecord()
 	}
 	bar.done()
 	for i, run := range runs {
@@ -203,6 +215,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 		}
 		run.Seconds = time.Since(start).Seconds()
 	}
+	retr.finish(runs, cfg.HeadDim)
 	return runs, nil
 }
 
@@ -317,5 +330,8 @@ func (run *Run) Table(w io.Writer) {
 	if run.FullKVBytes > 0 {
 		fmt.Fprintf(w, "KV cache at end of prefill: %d bytes as stored, %d bytes as bf16 (%.2f×), %.1f s\n",
 			run.KVBytes, run.FullKVBytes, float64(run.KVBytes)/float64(run.FullKVBytes), run.Seconds)
+	}
+	if l := run.RetrievalResult.line(); l != "" {
+		fmt.Fprintln(w, l)
 	}
 }

@@ -63,7 +63,12 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	sweep := fs.Bool("sweep", false, "every method × ratios 0.25,0.5,0.75,0.875 plus none; with --out also writes a PNG plot beside it")
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
 	queryAware := fs.Bool("query-aware", false, "compress the first turn's whole prompt, question included (default: the context alone, before the question is seen)")
+	rf := addRetrievalFlags(fs, true)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	retrieval, err := rf.specs()
+	if err != nil {
 		return err
 	}
 	if *data == "" {
@@ -118,7 +123,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	defer closeAll()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	runs, err := bench.Accuracy(ctx, b, recs, configs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Format: format, QueryAware: *queryAware})
+	runs, err := bench.Accuracy(ctx, b, recs, configs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Format: format, QueryAware: *queryAware, Retrieval: retrieval})
 	if err != nil {
 		return err
 	}
