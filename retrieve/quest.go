@@ -93,16 +93,25 @@ func (p *quest) pick(dst []int, kv kvcache.View, q []float32, lo, hi, budget int
 	// Pages of the highest bound first, whole pages while they fit.
 	top := topK(p.order, p.score, (budget+QuestPage-1)/QuestPage+1)
 	sortByScore(top, p.score)
-	k := 0
+	k, partial := 0, -1
 	for _, pg := range top {
 		a, b := max(lo, pg*QuestPage), min(hi, (pg+1)*QuestPage)
 		if k+b-a > budget {
+			if partial < 0 {
+				partial = pg
+			}
 			continue
 		}
 		for j := a; j < b; j++ {
 			dst = append(dst, j)
 		}
 		k += b - a
+	}
+	if partial >= 0 && k < budget { // the rest of the budget: the start of the best page left out
+		a := max(lo, partial*QuestPage)
+		for j := a; j < a+budget-k; j++ {
+			dst = append(dst, j)
+		}
 	}
 	return dst, read
 }
