@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/retrieve"
 )
@@ -197,4 +201,144 @@ func (r *RetrievalResult) line() string {
 		fmt.Fprintf(&b, "; %.0f bytes fetched from the cold tier per step", r.ColdFetched)
 	}
 	return b.String()
+}
+
+// RetrievalSpeed is decode speed after one context length, with the full
+// cache and with retrieval, measured side by side on the same cache.
+type RetrievalSpeed struct {
+	Context   int     `json:"context"`
+	Tokens    int     `json:"tokens"`
+	Full      float64 `json:"full_tok_per_s"`
+	Retrieved float64 `json:"retrieval_tok_per_s"`
+	Speedup   float64 `json:"speedup"`
+	// ReadFraction is the share of cached tokens a retrieved step read.
+	ReadFraction float64 `json:"tokens_read_fraction"`
+	// KVBytesReadPerStep is what a retrieved step read (keys and values
+	// attended plus selection's reads); FullBytesPerStep what a full step
+	// read.
+	KVBytesReadPerStep float64 `json:"kv_bytes_read_per_step"`
+	FullBytesPerStep   float64 `json:"full_kv_bytes_read_per_step"`
+	KVBytesResident    float64 `json:"kv_bytes_resident"`
+	// FirstFullMs and FirstRetrievedMs are the first decode step's times
+	// (the last repeat's), not counted in the rates: retrieval's first
+	// step builds the selector's index of the whole prompt.
+	FirstFullMs      float64 `json:"first_step_full_ms"`
+	FirstRetrievedMs float64 `json:"first_step_retrieval_ms"`
+}
+
+// RetrievalPerfReport is what `kvserve bench perf --retrieval` prints.
+type RetrievalPerfReport struct {
+	Model     string           `json:"model"`
+	Threads   int              `json:"threads"`
+	Retrieval string           `json:"retrieval"`
+	Budget    string           `json:"budget"`
+	Cold      string           `json:"cold,omitempty"`
+	KVFormat  string           `json:"kv_format"`
+	Speeds    []RetrievalSpeed `json:"decode"`
+}
+
+// RetrievalPerf prefills reproducible random prompts of each length once,
+// then times greedy decoding of gen tokens (after a first step timed
+// apart) on forks of that cache, with
+// every token read and with spec's retrieval, alternating, the best of
+// repeats each.
+func RetrievalPerf(ctx context.Context, b *engine.Bundle, threads int, lens []int, gen, repeats int, format kvcache.Format, spec RetrievalSpec) (*RetrievalPerfReport, error) {
+	c := b.Net.Config
+	repeats = max(repeats, 1)
+	rep := &RetrievalPerfReport{Model: b.Name, Threads: threads, Retrieval: spec.Name, Budget: spec.Budget.String(), Cold: spec.Cold, KVFormat: format.String()}
+	pool := b.Net.NewPool(0, format)
+	for _, n := range lens {
+		if n <= 1 || n+gen > c.MaxPositions {
+			return nil, fmt.Errorf("context of %d tokens and %d to decode: want 2 … %d tokens in all", n, gen, c.MaxPositions)
+		}
+		ids := promptIDs(n, c.VocabSize)
+		base := pool.NewSeq()
+		if _, err := b.Net.Forward(base, ids, model.NoLogits); err != nil {
+			base.Release()
+			return nil, err
+		}
+		row := RetrievalSpeed{Context: n, Tokens: gen}
+		for range repeats {
+			for _, retrieved := range []bool{false, true} {
+				rr := &retrievalRuns{specs: []*RetrievalSpec{&spec}, b: b, live: make([]*retrieve.Retriever, 1), tiers: make([]*kvcache.ColdTier, 1), sums: make([]retrieve.Stats, 1)}
+				if spec.Name == "none" {
+					rr.specs[0] = &RetrievalSpec{Name: "none", Budget: retrieve.Budget{Fraction: 1}, Cold: spec.Cold, ColdDir: spec.ColdDir}
+				}
+				var req engine.Request
+				if retrieved {
+					if spec.Name == "sentencekv" {
+						rr.ends = retrieve.SentenceEnds(func(id int) string { return b.Tokenizer.Decode([]int{id}) }, c.VocabSize)
+					}
+					if err := rr.request(0, ids, &req); err != nil {
+						base.Release()
+						return nil, err
+					}
+				}
+				cache, err := base.Fork(n)
+				if err != nil {
+					base.Release()
+					return nil, err
+				}
+				tok := ids[n-1] // the prompt's last token again, then greedy
+				if err := cache.Truncate(n - 1); err != nil {
+					return nil, err
+				}
+				var t0 time.Time
+				var first time.Duration
+				for i := range gen + 1 { // the first step builds the selector's index: timed apart
+					if i == 1 {
+						first = time.Since(t0)
+						t0 = time.Now()
+					} else if i == 0 {
+						t0 = time.Now()
+					}
+					logits, err := b.Net.ForwardRetrieve(cache, []int{tok}, model.LastLogits, req.Retrieve)
+					if err != nil {
+						cache.Release()
+						base.Release()
+						return nil, err
+					}
+					tok = engine.Argmax(logits)
+				}
+				s := time.Since(t0).Seconds()
+				full := float64(cache.StoredBytes())
+				cache.Release()
+				if !retrieved {
+					row.FirstFullMs = first.Seconds() * 1000
+					row.Full = max(row.Full, float64(gen)/s)
+					row.FullBytesPerStep = full
+					continue
+				}
+				row.FirstRetrievedMs = first.Seconds() * 1000
+				row.Retrieved = max(row.Retrieved, float64(gen)/s)
+				st := rr.live[0].Stats()
+				row.ReadFraction = st.TokensRead / st.TokensCached
+				row.KVBytesReadPerStep = st.KVBytesRead + st.IndexBytesRead
+				row.KVBytesResident = st.Resident
+				rr.endRecord()
+				if err := ctx.Err(); err != nil {
+					base.Release()
+					return nil, err
+				}
+			}
+		}
+		base.Release()
+		row.Speedup = row.Retrieved / row.Full
+		rep.Speeds = append(rep.Speeds, row)
+	}
+	return rep, nil
+}
+
+// Table writes the report as a table.
+func (r *RetrievalPerfReport) Table(w io.Writer) {
+	cold := ""
+	if r.Cold != "" {
+		cold = ", unread KV in a cold tier (" + r.Cold + ")"
+	}
+	fmt.Fprintf(w, "model %s, %d threads, kv format %s, retrieval %s at budget %s%s\n", r.Model, r.Threads, r.KVFormat, r.Retrieval, r.Budget, cold)
+	fmt.Fprintf(w, "%8s %7s %12s %16s %8s %10s %14s %14s %14s %16s\n", "context", "tokens", "full tok/s", "retrieval tok/s", "speedup", "read frac", "full B/step", "read B/step", "resident B", "1st step ms f/r")
+	for _, s := range r.Speeds {
+		fmt.Fprintf(w, "%8d %7d %12.1f %16.1f %7.2f× %10.3f %14.0f %14.0f %14.0f %7.1f/%-8.1f\n", s.Context, s.Tokens, s.Full, s.Retrieved, s.Speedup,
+			s.ReadFraction, s.FullBytesPerStep, s.KVBytesReadPerStep, s.KVBytesResident, s.FirstFullMs, s.FirstRetrievedMs)
+	}
 }

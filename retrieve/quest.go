@@ -19,6 +19,7 @@ type quest struct {
 	score    []float32
 	order    []int
 	key      []float32
+	lo, hi   []float32 // a page's bounds being built
 }
 
 // QuestPage is the tokens per Quest page.
@@ -46,8 +47,8 @@ func (p *quest) extend(kv kvcache.View, _ func(int) int, n int) {
 		p.min = resize(p.min, (pg+1)*d)
 		p.max = resize(p.max, (pg+1)*d)
 		mn, mx := p.min[pg*d:(pg+1)*d], p.max[pg*d:(pg+1)*d]
-		lo := make([]float32, d)
-		hi := make([]float32, d)
+		p.lo, p.hi = grow(p.lo, d), grow(p.hi, d)
+		lo, hi := p.lo, p.hi
 		for j := pg * QuestPage; j < end; j++ {
 			kv.Key(j, p.key)
 			for c, x := range p.key[:d] {

@@ -2,6 +2,7 @@ package retrieve
 
 import (
 	"math"
+	"slices"
 
 	"github.com/kvserve/kvserve/compute"
 	"github.com/kvserve/kvserve/kvcache"
@@ -89,7 +90,10 @@ func resize[T any](b []T, n int) []T {
 	if n <= cap(b) {
 		return b[:n]
 	}
-	return append(b[:len(b):len(b)], make([]T, n-len(b))...)
+	old := len(b)
+	b = slices.Grow(b, n-old)[:n]
+	clear(b[old:])
+	return b
 }
 
 // bf16Down and bf16Up round x to a bfloat16 at or below (above) it, so

@@ -162,6 +162,8 @@ func benchPerf(args []string, stdout, stderr io.Writer) error {
 	genTokens := fs.Int("gen-tokens", 128, "tokens to decode after the first prompt")
 	repeats := fs.Int("repeats", 3, "repetitions per measurement (the best counts)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	rf := addRetrievalFlags(fs, false)
+	kvFormat := fs.String("kv-format", "f32", "with --retrieval: how the KV cache stores keys and values (f32 or bf16)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -169,11 +171,22 @@ func benchPerf(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	retrieval, err := rf.specs()
+	if err != nil {
+		return err
+	}
+	format, err := kvcache.ParseFormat(*kvFormat)
+	if err != nil {
+		return usageError{err.Error()}
+	}
 	b, pool, closeAll, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer closeAll()
+	if len(retrieval) > 0 {
+		return benchPerfRetrieval(b, pool.Threads(), lens, *genTokens, *repeats, format, retrieval[0], *asJSON, stdout)
+	}
 	rep, err := bench.Perf(context.Background(), b, pool, bench.PerfOptions{PromptTokens: lens, GenTokens: *genTokens, Repeats: *repeats})
 	if err != nil {
 		return err

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/kvserve/kvserve/bench"
+	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/retrieve"
 )
 
@@ -57,4 +62,18 @@ func (f retrievalFlags) specs() ([]bench.RetrievalSpec, error) {
 		}
 	}
 	return out, nil
+}
+
+// benchPerfRetrieval times decoding with and without retrieval, side by
+// side, after each context length.
+func benchPerfRetrieval(b *engine.Bundle, threads int, lens []int, gen, repeats int, format kvcache.Format, spec bench.RetrievalSpec, asJSON bool, stdout io.Writer) error {
+	rep, err := bench.RetrievalPerf(context.Background(), b, threads, lens, gen, repeats, format, spec)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	rep.Table(stdout)
+	return nil
 }
