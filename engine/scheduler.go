@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/press"
 )
 
@@ -49,6 +50,10 @@ type Job struct {
 	// scratch — the press sees every token it scores — and its cache is
 	// never kept for other requests, which expect every token of a prefix.
 	Press *press.Press
+	// Retrieve, if set, makes each choice's retriever for the prompt: the
+	// choice's decode steps then attend only to the cached tokens it
+	// selects (package retrieve); prefill stays full.
+	Retrieve func(prompt []int) model.Retriever
 }
 
 // Finish reasons that only the scheduler gives, beside FinishStop and

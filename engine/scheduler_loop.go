@@ -308,6 +308,9 @@ func (l *loopState) start(r *request) error {
 			dec:     tokenizer.NewStream(s.b.Tokenizer),
 			stop:    stopMatcher{stops: r.job.Stop},
 		}
+		if r.job.Retrieve != nil {
+			r.seqs[i].retr = r.job.Retrieve(r.job.Prompt)
+		}
 	}
 	r.seqs[0].cache = cache
 	r.seqs[0].logits = make([]float32, s.b.Net.Config.VocabSize)
@@ -362,7 +365,7 @@ func (l *loopState) step() {
 			end := min(len(r.job.Prompt), start+budget)
 			budget -= end - start
 			prefill += end - start
-			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer}
+			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer, Retrieve: q.retr}
 			if end == len(r.job.Prompt) {
 				st.Output, st.Logits = model.LastLogits, q.logits
 			}
@@ -372,7 +375,7 @@ func (l *loopState) step() {
 		}
 		for _, q := range r.seqs {
 			if !q.done {
-				l.steps = append(l.steps, model.Step{Cache: q.cache, Tokens: q.in[:], Output: model.LastLogits, Logits: q.logits})
+				l.steps = append(l.steps, model.Step{Cache: q.cache, Tokens: q.in[:], Output: model.LastLogits, Logits: q.logits, Retrieve: q.retr})
 				l.owners = append(l.owners, q)
 				decode++
 			}

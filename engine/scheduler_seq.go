@@ -67,6 +67,7 @@ type seq struct {
 	logits  []float32 // one vocab-sized row
 	last    time.Time // when the previous token was sampled
 	done    bool
+	retr    model.Retriever // the job's retrieval for this choice, if any
 }
 
 // tokens returns the ids that the sequence's cache holds.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/retrieve"
 )
 
 // Config configures a Server. The zero value of each field picks a default.
@@ -41,6 +42,14 @@ type Config struct {
 	// kv_press and kv_press_ratio fields.
 	Press      string
 	PressRatio float64
+	// Retrieval names the retrieval method of every request's decode steps
+	// (package retrieve) at RetrievalBudget, with the unread KV in a cold
+	// memory tier when RetrievalCold; "" or "none" for none. Requests
+	// override the method and budget with kv_retrieval and
+	// kv_retrieval_budget.
+	Retrieval       string
+	RetrievalBudget retrieve.Budget
+	RetrievalCold   bool
 }
 
 // Server serves the API for one model. It is an http.Handler.
@@ -53,6 +62,7 @@ type Server struct {
 	mux     *http.ServeMux
 	created int64
 	drain   atomic.Bool
+	sentenceTable // for sentencekv retrieval (retrieval.go)
 }
 
 // New returns a server that generates with sched over b.

@@ -77,3 +77,20 @@ func benchPerfRetrieval(b *engine.Bundle, threads int, lens []int, gen, repeats 
 	rep.Table(stdout)
 	return nil
 }
+
+// setRetrieval takes serve's retrieval flags: one method, one budget, the
+// cold tier in memory only (a server's requests each get their own).
+func (o *serveOptions) setRetrieval(f retrievalFlags) error {
+	specs, err := f.specs()
+	if err != nil || len(specs) == 0 {
+		return err
+	}
+	if len(specs) > 1 {
+		return usageError{"--retrieval and --budget: serve takes one method and one budget"}
+	}
+	if specs[0].Cold == "disk" {
+		return usageError{"--cold disk: serve keeps its cold tier in memory (--cold memory)"}
+	}
+	o.retrieval, o.retrievalBudget, o.retrievalCold = specs[0].Name, specs[0].Budget, specs[0].Cold == "memory"
+	return nil
+}

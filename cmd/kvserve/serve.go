@@ -21,6 +21,7 @@ import (
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/press"
+	"github.com/kvserve/kvserve/retrieve"
 	"github.com/kvserve/kvserve/server"
 )
 
@@ -37,6 +38,9 @@ type serveOptions struct {
 	prefixCache       bool
 	press             string
 	pressRatio        float64
+	retrieval         string
+	retrievalBudget   retrieve.Budget
+	retrievalCold     bool
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -69,7 +73,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
+	rf := addRetrievalFlags(fs, false)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.setRetrieval(rf); err != nil {
 		return err
 	}
 	var err error
@@ -123,7 +131,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 		Cache: cache, Observer: metrics, Logger: log,
 	})
 	defer sched.Close()
-	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio})
+	api := server.New(b, sched, server.Config{ModelName: o.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
+		Retrieval: o.retrieval, RetrievalBudget: o.retrievalBudget, RetrievalCold: o.retrievalCold})
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
 		return err
