@@ -52,8 +52,6 @@ type sampling struct {
 	CacheSalt           *string         `json:"cache_salt"`     // an extension, as in vLLM: the prefix-cache tenant
 	KVPress             *string         `json:"kv_press"`       // an extension: the KV-cache press for this request ("none" for none)
 	KVPressRatio        *float64        `json:"kv_press_ratio"` // an extension: the fraction of the prompt's KV it removes
-	KVRetrieval         *string         `json:"kv_retrieval"`        // an extension: the retrieval method of decode steps ("none" for none)
-	KVRetrievalBudget   *float64        `json:"kv_retrieval_budget"` // an extension: tokens read per step, a fraction ≤ 1 or a count
 	User                string          `json:"user"`
 	Logprobs            json.RawMessage `json:"logprobs"`
 	TopLogprobs         *int            `json:"top_logprobs"`
@@ -65,6 +63,10 @@ type sampling struct {
 	Echo                bool            `json:"echo"`
 	BestOf              *int            `json:"best_of"`
 	Suffix              *string         `json:"suffix"`
+
+	// Extensions: retrieval at decode (retrieval.go).
+	KVRetrieval       *string  `json:"kv_retrieval"`        // the retrieval method of decode steps ("none" for none)
+	KVRetrievalBudget *float64 `json:"kv_retrieval_budget"` // tokens read per step: a fraction ≤ 1 or a count
 }
 
 type streamOptions struct {

@@ -62,6 +62,7 @@ type Server struct {
 	mux     *http.ServeMux
 	created int64
 	drain   atomic.Bool
+
 	sentenceTable // for sentencekv retrieval (retrieval.go)
 }
 
