@@ -4,8 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
 
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/kvcache"
@@ -341,4 +346,66 @@ func (r *RetrievalPerfReport) Table(w io.Writer) {
 		fmt.Fprintf(w, "%8d %7d %12.1f %16.1f %7.2f× %10.3f %14.0f %14.0f %14.0f %7.1f/%-8.1f\n", s.Context, s.Tokens, s.Full, s.Retrieved, s.Speedup,
 			s.ReadFraction, s.FullBytesPerStep, s.KVBytesReadPerStep, s.KVBytesResident, s.FirstFullMs, s.FirstRetrievedMs)
 	}
+}
+
+// PlotRetrieval draws accuracy against the bytes a decode step reads
+// (kv_bytes_read_per_step over a full bf16 cache's), one line per
+// selector (and cold tier) across its budgets, and writes a PNG.
+func PlotRetrieval(rep *Report, title, path string) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "bytes read per decode step / full bf16 cache"
+	p.Y.Label.Text = "accuracy (exact match)"
+	p.Legend.Top = false
+	p.Legend.Left = false
+	lines := map[string]plotter.XYs{}
+	var names []string
+	for _, r := range rep.Runs {
+		res := r.RetrievalResult
+		if res == nil || r.Total == 0 || res.FullBF16BytesPerStep == 0 {
+			continue
+		}
+		name := res.Retrieval
+		if r.Press != "none" {
+			name = r.Press + "+" + name
+		}
+		if res.Cold != "" {
+			name += " (cold " + res.Cold + ")"
+		}
+		if _, ok := lines[name]; !ok {
+			names = append(names, name)
+		}
+		lines[name] = append(lines[name], plotter.XY{X: res.KVBytesReadPerStep / res.FullBF16BytesPerStep, Y: float64(r.Correct) / float64(r.Total)})
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("plot: no runs with retrieval")
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		pts := lines[name]
+		sort.Slice(pts, func(a, b int) bool { return pts[a].X < pts[b].X })
+		line, points, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return err
+		}
+		c := palette(i)
+		line.Color, points.Color = c, c
+		points.Shape = shapes[i%len(shapes)]
+		p.Add(line, points)
+		p.Legend.Add(name, line, points)
+	}
+	p.X.Min, p.Y.Min = 0, 0
+	p.X.Max, p.Y.Max = max(p.X.Max*1.05, 0.3), max(p.Y.Max*1.1, 0.1)
+	p.Add(plotter.NewGrid())
+	return p.Save(9*vg.Inch, 6*vg.Inch, path)
+}
+
+// HasRetrieval reports whether any run of rep retrieved.
+func (rep *Report) HasRetrieval() bool {
+	for _, r := range rep.Runs {
+		if r.RetrievalResult != nil {
+			return true
+		}
+	}
+	return false
 }

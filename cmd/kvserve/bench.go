@@ -141,6 +141,13 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s\n", *out)
+		if len(retrieval) > 0 {
+			png := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".png"
+			if err := bench.PlotRetrieval(&rep, fmt.Sprintf("%s on %s: retrieval at decode", b.Name, filepath.Base(*data)), png); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "wrote %s\n", png)
+		}
 		if *sweep {
 			png := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".png"
 			if err := bench.PlotAccuracy(&rep, fmt.Sprintf("%s on %s", b.Name, filepath.Base(*data)), png); err != nil {
@@ -237,7 +244,8 @@ func benchPlot(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench plot", "--result FILE.json --out FILE.png [--title T]",
 		"Draws accuracy against KV bytes held (relative to a full bf16 cache), one\n"+
 			"line per compression method across its ratios, from the output of\n"+
-			"'kvserve bench accuracy --out'.", stderr)
+			"'kvserve bench accuracy --out'. A result of --retrieval runs is drawn\n"+
+			"against the bytes read per decode step instead, one line per selector.", stderr)
 	result := fs.String("result", "", "accuracy result written by --out")
 	out := fs.String("out", "", "PNG file to write")
 	title := fs.String("title", "", "plot title (default: the result's model and data)")
@@ -254,7 +262,11 @@ func benchPlot(args []string, stdout, stderr io.Writer) error {
 	if *title == "" {
 		*title = fmt.Sprintf("%s on %s", rep.Model, rep.Data)
 	}
-	if err := bench.PlotAccuracy(rep, *title, *out); err != nil {
+	draw := bench.PlotAccuracy
+	if rep.HasRetrieval() {
+		draw = bench.PlotRetrieval
+	}
+	if err := draw(rep, *title, *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)
