@@ -21,6 +21,7 @@ type a2ats struct {
 	codes []byte    // [token][subspace/2]: two 4-bit codes a byte
 	n     int       // tokens coded
 	lut   []float32 // [head][subspace][centroid]
+	lut2  []float32 // [head][code byte][256]: two subspaces' sums
 	s     []float32
 	vote  []float32
 	cands []int
@@ -33,7 +34,7 @@ const (
 	a2atsCentroids = 16 // centroids per subspace (4-bit codes)
 	a2atsMinTrain  = 64 // tokens needed to learn the codebook
 	a2atsIters     = 8  // k-means iterations
-	a2atsMaxTrain  = 4096
+	a2atsMaxTrain  = 1024
 )
 
 func newA2ATS(sh *shape) selector { return &a2ats{sh: sh} }
@@ -165,16 +166,36 @@ func (a *a2ats) pick(dst []int, kv kvcache.View, q []float32, lo, hi, budget int
 	}
 	m := coded - lo
 	stride := (M + 1) / 2
-	a.s = grow(a.s, g*m)
+	// Two subspaces share a byte of codes: one table of 256 sums per byte
+	// turns a token's score into stride look-ups.
+	a.lut2 = grow(a.lut2, g*stride*256)
 	for h := range g {
 		lut := a.lut[h*M*a2atsCentroids : (h+1)*M*a2atsCentroids]
+		for b := range stride {
+			t := a.lut2[(h*stride+b)*256 : (h*stride+b+1)*256]
+			lo := lut[2*b*a2atsCentroids : (2*b+1)*a2atsCentroids]
+			var hi []float32
+			if 2*b+1 < M {
+				hi = lut[(2*b+1)*a2atsCentroids : (2*b+2)*a2atsCentroids]
+			}
+			for c := range 256 {
+				v := lo[c&15]
+				if hi != nil {
+					v += hi[c>>4]
+				}
+				t[c] = v
+			}
+		}
+	}
+	a.s = grow(a.s, g*m)
+	for h := range g {
+		t := a.lut2[h*stride*256 : (h+1)*stride*256]
 		row := a.s[h*m : (h+1)*m]
-		for j := range m {
-			codes := a.codes[(lo+j)*stride : (lo+j+1)*stride]
+		codes := a.codes[lo*stride : coded*stride]
+		for j := range row {
 			var s float32
-			for mm := range M {
-				c := int(codes[mm/2]>>(4*(mm%2))) & 15
-				s += lut[mm*a2atsCentroids+c]
+			for b, c := range codes[j*stride : (j+1)*stride] {
+				s += t[b*256+int(c)]
 			}
 			row[j] = s
 		}
