@@ -61,6 +61,15 @@ func ParseBudget(s string) (Budget, error) {
 	return Budget{Fraction: f}, nil
 }
 
+// Check returns an error unless b is a positive token count or a fraction
+// in (0, 1].
+func (b Budget) Check() error {
+	if b.Tokens > 0 || (b.Tokens == 0 && b.Fraction > 0 && b.Fraction <= 1) {
+		return nil
+	}
+	return fmt.Errorf("budget %+v: want a token count or a fraction in (0, 1]", b)
+}
+
 // Of returns the tokens to read out of n cached.
 func (b Budget) Of(n int) int {
 	if b.Tokens > 0 {
@@ -179,8 +188,8 @@ func New(name string, c *model.Config, opt Options) (*Retriever, error) {
 		return nil, err
 	}
 	mk := methods[name]
-	if opt.Budget.Tokens <= 0 && !(opt.Budget.Fraction > 0 && opt.Budget.Fraction <= 1) {
-		return nil, fmt.Errorf("retrieval %s: budget %v: want a token count or a fraction in (0, 1]", name, opt.Budget)
+	if err := opt.Budget.Check(); err != nil {
+		return nil, fmt.Errorf("retrieval %s: %w", name, err)
 	}
 	if opt.Sinks == 0 {
 		opt.Sinks = DefaultSinks

@@ -40,6 +40,11 @@ func TestParseBudget(t *testing.T) {
 	if got := (Budget{Tokens: 300}).Of(100); got != 100 {
 		t.Errorf("300 tokens of 100 = %d, want 100", got)
 	}
+	for _, b := range []Budget{{}, {Fraction: 1.5}, {Fraction: -0.1}, {Tokens: -3}, {Tokens: -1, Fraction: 0.5}} {
+		if b.Check() == nil {
+			t.Errorf("budget %+v passes Check", b)
+		}
+	}
 }
 
 func FuzzParseBudget(f *testing.F) {

@@ -36,7 +36,7 @@ func (s *Server) retrievalFor(p *sampling, job *engine.Job) *apiError {
 	if err := retrieve.Check(name); err != nil {
 		return invalid("kv_retrieval", "invalid_value", "%v", err)
 	}
-	if budget.Tokens <= 0 && budget.Fraction <= 0 {
+	if budget.Check() != nil {
 		return invalid("kv_retrieval_budget", "invalid_value", "kv_retrieval %s needs kv_retrieval_budget: a fraction in (0, 1] or a whole number of tokens", name)
 	}
 	cfg, cold := s.b.Net.Config, s.cfg.RetrievalCold
