@@ -31,6 +31,9 @@ type AccuracyOptions struct {
 	// query-aware setting; the default, query-agnostic, compresses before
 	// the question exists, as SCBench's multi-turn mode does).
 	QueryAware bool
+	// Retrieval runs each press once per spec, its decode steps reading
+	// only what the spec's selector picks (retrieval.go).
+	Retrieval []RetrievalSpec
 }
 
 // RecordResult is the outcome of one turn of one record.
@@ -72,6 +75,8 @@ type Run struct {
 	FullKVBytes int64 `json:"full_kv_bytes"`
 	// KVFormat is how the cache stored keys and values.
 	KVFormat string `json:"kv_format"`
+	// Retrieval is set for runs whose decode steps retrieve.
+	*RetrievalResult `json:",omitempty"`
 	// CompressSeconds is the total time spent compressing.
 	CompressSeconds float64 `json:"compress_seconds"`
 	Correct         int     `json:"correct"`
@@ -129,6 +134,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 	if len(presses) == 0 {
 		presses = []*press.Press{nil}
 	}
+	presses, retr := withRetrieval(b, presses, opt.Retrieval)
 	cfg := b.Net.Config
 	bf16PerToken := int64(2 * cfg.Layers * cfg.KVHeads * cfg.HeadDim * 2)
 	total := 0
@@ -142,6 +148,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 			runs[i].Press, runs[i].Ratio = p.Name, p.Ratio
 		}
 	}
+	retr.label(runs)
 	kvSum := make([]int64, len(presses))
 	peakSum := make([]int64, len(presses))
 	fullSum := make([]int64, len(presses))
@@ -182,8 +189,12 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 						return nil, err
 					}
 				}
+				req := engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}
+				if err := retr.request(i, ids, &req); err != nil {
+					return nil, err
+				}
 				t0 := time.Now()
-				out, err := b.Generate(ctx, cache, engine.Request{Prompt: ids, MaxTokens: opt.MaxNewTokens}, nil)
+				out, err := b.Generate(ctx, cache, req, nil)
 				runs[i].Seconds += time.Since(t0).Seconds()
 				if err != nil {
 					return nil, fmt.Errorf("record %s turn %d: %w", r.ID, k, err)
@@ -213,6 +224,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 		for _, c := range caches {
 			c.Release()
 		}
+		retr.endRecord()
 	}
 	bar.done()
 	for i, run := range runs {
@@ -223,6 +235,7 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 		}
 		run.Seconds += run.CompressSeconds
 	}
+	retr.finish(runs, cfg.HeadDim)
 	return runs, nil
 }
 
@@ -438,5 +451,8 @@ func (run *Run) Table(w io.Writer) {
 	if run.FullKVBytes > 0 {
 		fmt.Fprintf(w, "KV cache at end of prefill: %d bytes as stored, %d bytes as bf16 (%.2f×), peak %d bytes while compressing, %.1f s\n",
 			run.KVBytes, run.FullKVBytes, float64(run.KVBytes)/float64(run.FullKVBytes), run.PeakKVBytes, run.Seconds)
+	}
+	if l := run.RetrievalResult.line(); l != "" {
+		fmt.Fprintln(w, l)
 	}
 }

@@ -18,6 +18,9 @@ type Request struct {
 	IgnoreEOS bool
 	// KeepLogits returns the logits at the last prompt position.
 	KeepLogits bool
+	// Retrieve, if set, chooses the cached tokens each decode step attends
+	// to (package retrieve); it serves this request's cache only.
+	Retrieve model.Retriever
 }
 
 // Finish says why generation ended.
@@ -75,7 +78,7 @@ func (b *Bundle) Generate(ctx context.Context, cache *kvcache.Seq, req Request, 
 		todo = req.Prompt[len(req.Prompt)-1:]
 	}
 	res := &Result{Finish: FinishLength}
-	logits, err := b.prefill(ctx, cache, todo)
+	logits, err := b.prefill(ctx, cache, todo, req.Retrieve)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +108,7 @@ func (b *Bundle) Generate(ctx context.Context, cache *kvcache.Seq, req Request, 
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if logits, err = net.Forward(cache, []int{id}, model.LastLogits); err != nil {
+		if logits, err = net.ForwardRetrieve(cache, []int{id}, model.LastLogits, req.Retrieve); err != nil {
 			return res, err
 		}
 	}
@@ -113,7 +116,7 @@ func (b *Bundle) Generate(ctx context.Context, cache *kvcache.Seq, req Request, 
 }
 
 // prefill runs the prompt in chunks, checking ctx between them.
-func (b *Bundle) prefill(ctx context.Context, cache *kvcache.Seq, tokens []int) ([]float32, error) {
+func (b *Bundle) prefill(ctx context.Context, cache *kvcache.Seq, tokens []int, r model.Retriever) ([]float32, error) {
 	var logits []float32
 	for start := 0; start < len(tokens); start += model.ChunkSize {
 		if err := ctx.Err(); err != nil {
@@ -125,7 +128,7 @@ func (b *Bundle) prefill(ctx context.Context, cache *kvcache.Seq, tokens []int) 
 			out = model.LastLogits
 		}
 		var err error
-		if logits, err = b.Net.Forward(cache, tokens[start:end], out); err != nil {
+		if logits, err = b.Net.ForwardRetrieve(cache, tokens[start:end], out, r); err != nil {
 			return nil, err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
 	"github.com/kvserve/kvserve/press"
 )
 
@@ -69,6 +70,10 @@ type Job struct {
 	Grammar Grammar
 	// Reuse, if set, prefills the prompt from cached documents (reuse.go).
 	Reuse *Reuse
+	// Retrieve, if set, makes each choice's retriever for the prompt: the
+	// choice's decode steps then attend only to the cached tokens it
+	// selects (package retrieve); prefill stays full.
+	Retrieve func(prompt []int) model.Retriever
 }
 
 // Finish reasons that only the scheduler gives, beside FinishStop and

@@ -348,6 +348,9 @@ func (l *loopState) setup(r *request, cache *kvcache.Seq) {
 			q.matcher = g.NewMatcher()
 			q.mask = make([]uint64, (s.b.Net.Config.VocabSize+63)/64)
 		}
+		if r.job.Retrieve != nil {
+			q.retr = r.job.Retrieve(r.job.Prompt)
+		}
 		r.seqs[i] = q
 	}
 	r.seqs[0].cache = cache
@@ -414,7 +417,7 @@ func (l *loopState) step() {
 			}
 			budget -= end - start
 			prefill += end - start
-			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer, Pooled: r.pooled}
+			st := model.Step{Cache: q.cache, Tokens: r.job.Prompt[start:end], Output: model.NoLogits, Observe: r.observer, Pooled: r.pooled, Retrieve: q.retr}
 			if end == len(r.job.Prompt) && r.embed == nil {
 				st.Output, st.Logits = model.LastLogits, q.logits
 			}
@@ -431,7 +434,7 @@ func (l *loopState) step() {
 		}
 		for _, q := range r.seqs {
 			if !q.done {
-				l.steps = append(l.steps, model.Step{Cache: q.cache, Tokens: q.in[:], Output: model.LastLogits, Logits: q.logits})
+				l.steps = append(l.steps, model.Step{Cache: q.cache, Tokens: q.in[:], Output: model.LastLogits, Logits: q.logits, Retrieve: q.retr})
 				l.owners = append(l.owners, q)
 				decode++
 			}

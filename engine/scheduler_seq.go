@@ -85,9 +85,10 @@ type seq struct {
 	last    time.Time // when the previous token was sampled
 	done    bool
 
-	matcher Matcher   // the job's grammar for this choice, or nil
-	mask    []uint64  // the matcher's token bit set
-	raw     []float32 // the logits before they are adjusted, for logprobs
+	matcher Matcher         // the job's grammar for this choice, or nil
+	mask    []uint64        // the matcher's token bit set
+	raw     []float32       // the logits before they are adjusted, for logprobs
+	retr    model.Retriever // the job's retrieval for this choice, if any
 }
 
 // tokens returns the ids that the sequence's cache holds.

@@ -48,6 +48,9 @@ type Step struct {
 	// Pooled, if set (hidden-size long), receives the sum of the step's
 	// final hidden states after the model's final norm (embed.go).
 	Pooled []float64
+	// Retrieve, if set, chooses the cached tokens a decode step (one
+	// token) attends to (retrieve.go).
+	Retrieve Retriever
 }
 
 // workspace holds the activations of one pass, reused between calls.
@@ -92,6 +95,12 @@ func (m *Model) Forward(cache *kvcache.Seq, tokens []int, out Output) ([]float32
 }
 
 func (m *Model) forward(cache *kvcache.Seq, tokens []int, out Output, obs *Observer) ([]float32, error) {
+	return m.forwardWith(cache, tokens, out, obs, nil)
+}
+
+// forwardWith is forward whose decode steps attend through r (nil: to
+// every cached token).
+func (m *Model) forwardWith(cache *kvcache.Seq, tokens []int, out Output, obs *Observer, r Retriever) ([]float32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	steps := m.ws.one[:]
@@ -115,7 +124,7 @@ func (m *Model) forward(cache *kvcache.Seq, tokens []int, out Output, obs *Obser
 		case out == LastLogits && end == len(tokens):
 			chunkOut, dst = LastLogits, logits
 		}
-		steps[0] = Step{Cache: cache, Tokens: tokens[start:end], Output: chunkOut, Logits: dst, Observe: obs}
+		steps[0] = Step{Cache: cache, Tokens: tokens[start:end], Output: chunkOut, Logits: dst, Observe: obs, Retrieve: r}
 		m.pass(steps)
 	}
 	return logits, nil
@@ -128,6 +137,9 @@ func (m *Model) forward(cache *kvcache.Seq, tokens []int, out Output, obs *Obser
 // split it.
 func (m *Model) ForwardBatch(steps []Step) error {
 	if err := m.checkSteps(steps); err != nil {
+		return err
+	}
+	if err := prepareSteps(steps); err != nil {
 		return err
 	}
 	for i := range steps {
@@ -393,6 +405,7 @@ func addTo(dst, src []float32) {
 type attnItem struct {
 	step, g, t0, t1 int32
 	tiled           bool
+	retrieved       bool // a decode token whose keys a Retriever selects
 }
 
 // attnScratch is one worker's buffers for tiled attention.
@@ -415,7 +428,9 @@ type attnJob struct {
 	items   []attnItem
 	next    atomic.Int32
 	scratch []attnScratch
-	run     func(worker, lo, hi int) // runItems, bound once
+	// gathered holds each worker's buffers for retrieved items.
+	gathered []retrievedScratch
+	run      func(worker, lo, hi int) // runItems, bound once
 }
 
 // attnTileQueries is about how many query rows (tokens × grouped heads) a
@@ -444,6 +459,10 @@ func (m *Model) attend(steps []Step, li, n, window int) {
 		for g := range c.KVHeads {
 			kv := s.Cache.View(li, g)
 			j.maxKeys = max(j.maxKeys, kv.Len())
+			if window == 0 && retrieverOf(&steps[si]) != nil {
+				j.items = append(j.items, attnItem{step: int32(si), g: int32(g), t0: int32(t), t1: int32(t + 1), retrieved: true})
+				continue
+			}
 			if useGenericAttention || !kv.Plain() {
 				for tt := t + nt - 1; tt >= t; tt-- {
 					j.items = append(j.items, attnItem{step: int32(si), g: int32(g), t0: int32(tt), t1: int32(tt + 1)})
@@ -460,6 +479,7 @@ func (m *Model) attend(steps []Step, li, n, window int) {
 	threads := m.pool.Threads()
 	if len(j.scratch) < threads {
 		j.scratch = make([]attnScratch, threads)
+		j.gathered = make([]retrievedScratch, threads)
 	}
 	j.next.Store(0)
 	m.pool.For(min(threads, len(j.items)), 1, j.run)
@@ -490,6 +510,9 @@ func (j *attnJob) runItems(worker, _, _ int) {
 		hd, qd := c.HeadDim, c.Heads*c.HeadDim
 		group := c.Heads / c.KVHeads
 		kv := j.steps[it.step].Cache.View(j.li, int(it.g))
+		if it.retrieved && j.attendRetrieved(worker, retrieverOf(&j.steps[it.step]), kv, int(it.g), int(it.t0)) {
+			continue
+		}
 		scores := m.pool.Scratch(worker, j.maxKeys)
 		for t := int(it.t0); t < int(it.t1); t++ {
 			for hh := int(it.g) * group; hh < (int(it.g)+1)*group; hh++ {

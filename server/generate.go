@@ -241,6 +241,9 @@ func (s *Server) parseSampling(p *sampling, maxTokens *int, g *generation) *apiE
 	if e := s.pressFor(p, &job); e != nil {
 		return e
 	}
+	if e := s.retrievalFor(p, &job); e != nil {
+		return e
+	}
 	if p.StreamOptions != nil && !p.Stream {
 		return invalid("stream_options", "invalid_value", "stream_options is only allowed with stream: true")
 	}

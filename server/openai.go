@@ -69,6 +69,10 @@ type sampling struct {
 	FunctionCall        json.RawMessage `json:"function_call"` // the legacy form of tool_choice
 	BestOf              *int            `json:"best_of"`
 	Suffix              *string         `json:"suffix"`
+
+	// Extensions: retrieval at decode (retrieval.go).
+	KVRetrieval       *string  `json:"kv_retrieval"`        // the retrieval method of decode steps ("none" for none)
+	KVRetrievalBudget *float64 `json:"kv_retrieval_budget"` // tokens read per step: a fraction ≤ 1 or a count
 }
 
 type streamOptions struct {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kvserve/kvserve/blend"
 	"github.com/kvserve/kvserve/engine"
+	"github.com/kvserve/kvserve/retrieve"
 	"github.com/kvserve/kvserve/semcache"
 )
 
@@ -78,6 +79,14 @@ type Config struct {
 	// SemCache, if set, answers repeated and paraphrased completions from
 	// a response cache (see semcache.go).
 	SemCache *semcache.Cache
+	// Retrieval names the retrieval method of every request's decode steps
+	// (package retrieve) at RetrievalBudget, with the unread KV in a cold
+	// memory tier when RetrievalCold; "" or "none" for none. Requests
+	// override the method and budget with kv_retrieval and
+	// kv_retrieval_budget.
+	Retrieval       string
+	RetrievalBudget retrieve.Budget
+	RetrievalCold   bool
 }
 
 // Server serves the API for one model. It is an http.Handler.
@@ -91,6 +100,8 @@ type Server struct {
 	created int64
 	drain   atomic.Bool
 	keys    *keyring // nil: no API keys, open to all
+
+	sentenceTable // for sentencekv retrieval (retrieval.go)
 }
 
 // New returns a server that generates with sched over b.

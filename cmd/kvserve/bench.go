@@ -74,7 +74,12 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	queryAware := fs.Bool("query-aware", false, "compress the first turn's whole prompt, question included (default: the context alone, before the question is seen)")
 	reuse := addReuseFlags(fs)
 	duoHeads := fs.String("duo-heads", "", "head file from 'kvserve profile-heads': duo_attention ranks heads by its scores over all layers (default: measured on each prompt)")
+	rf := addRetrievalFlags(fs, true)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	retrieval, err := rf.specs()
+	if err != nil {
 		return err
 	}
 	if *data == "" {
@@ -137,7 +142,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	if reuse.methods != "" {
 		return reuse.run(ctx, b, recs, *data, *out, format, stdout, stderr)
 	}
-	runs, err := bench.Accuracy(ctx, b, recs, configs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Format: format, QueryAware: *queryAware})
+	runs, err := bench.Accuracy(ctx, b, recs, configs, bench.AccuracyOptions{Turns: *turns, Progress: stderr, Format: format, QueryAware: *queryAware, Retrieval: retrieval})
 	if err != nil {
 		return err
 	}
@@ -175,6 +180,13 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s\n", *out)
+		if len(retrieval) > 0 {
+			png := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".png"
+			if err := bench.PlotRetrieval(&rep, fmt.Sprintf("%s on %s: retrieval at decode", b.Name, filepath.Base(*data)), png); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "wrote %s\n", png)
+		}
 		if *sweep {
 			png := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".png"
 			if err := bench.PlotAccuracy(&rep, fmt.Sprintf("%s on %s", b.Name, filepath.Base(*data)), png); err != nil {
@@ -200,6 +212,8 @@ func benchPerf(args []string, stdout, stderr io.Writer) error {
 	genTokens := fs.Int("gen-tokens", 128, "tokens to decode after the first prompt")
 	repeats := fs.Int("repeats", 3, "repetitions per measurement (the best counts)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	rf := addRetrievalFlags(fs, false)
+	kvFormat := fs.String("kv-format", "f32", "with --retrieval: how the KV cache stores keys and values (f32 or bf16)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -207,11 +221,22 @@ func benchPerf(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	retrieval, err := rf.specs()
+	if err != nil {
+		return err
+	}
+	format, err := kvcache.ParseFormat(*kvFormat)
+	if err != nil {
+		return usageError{err.Error()}
+	}
 	b, pool, closeAll, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer closeAll()
+	if len(retrieval) > 0 {
+		return benchPerfRetrieval(b, pool.Threads(), lens, *genTokens, *repeats, format, retrieval[0], *asJSON, stdout)
+	}
 	rep, err := bench.Perf(context.Background(), b, pool, bench.PerfOptions{PromptTokens: lens, GenTokens: *genTokens, Repeats: *repeats})
 	if err != nil {
 		return err
@@ -264,7 +289,8 @@ func benchPlot(args []string, stdout, stderr io.Writer) error {
 			"the output of 'kvserve bench accuracy --out': the Pareto frontier of each\n"+
 			"method family (a press and its compositions with a storage stage), the\n"+
 			"best twelve families by area under their frontier, the full cache as a\n"+
-			"point.", stderr)
+			"point. A result of --retrieval runs is drawn against the bytes read per\n"+
+			"decode step instead, one line per selector.", stderr)
 	result := fs.String("result", "", "accuracy result written by --out")
 	out := fs.String("out", "", "PNG file to write")
 	title := fs.String("title", "", "plot title (default: the result's model and data)")
@@ -281,7 +307,11 @@ func benchPlot(args []string, stdout, stderr io.Writer) error {
 	if *title == "" {
 		*title = fmt.Sprintf("%s on %s", rep.Model, rep.Data)
 	}
-	if err := bench.PlotAccuracy(rep, *title, *out); err != nil {
+	draw := bench.PlotAccuracy
+	if rep.HasRetrieval() {
+		draw = bench.PlotRetrieval
+	}
+	if err := draw(rep, *title, *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)

@@ -23,6 +23,7 @@ import (
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/kvcache/chunk"
 	"github.com/kvserve/kvserve/press"
+	"github.com/kvserve/kvserve/retrieve"
 	"github.com/kvserve/kvserve/server"
 )
 
@@ -50,6 +51,9 @@ type serveOptions struct {
 	reuse            string      // how documents' cached KV is reused (blend)
 	tiers            tierOptions
 	semcache         *semcacheOptions
+	retrieval        string
+	retrievalBudget  retrieve.Budget
+	retrievalCold    bool
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -97,6 +101,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	o.limits.flags(fs)
 	addTierFlags(fs, &o.tiers)
 	o.semcache = addSemcacheFlags(fs)
+	rf := addRetrievalFlags(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -104,6 +109,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := o.semcache.check(); err != nil {
+		return err
+	}
+	if err := o.setRetrieval(rf); err != nil {
 		return err
 	}
 	var err error
@@ -334,7 +342,8 @@ func openServed(ctx context.Context, spec modelSpec, o serveOptions, pool *compu
 		return nil, err
 	}
 	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
-		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse, SemCache: sc}))
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse, SemCache: sc,
+		Retrieval: o.retrieval, RetrievalBudget: o.retrievalBudget, RetrievalCold: o.retrievalCold}))
 	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api, closers: closers}, nil
 }
 
