@@ -105,3 +105,69 @@ func pad(cells []string) string {
 	}
 	return b.String()
 }
+
+// RunLines writes one line per run — its press and retrieval, correct
+// answers per turn and in all, as a share of the full cache's (the run
+// with neither press nor retrieval, or retrieval none) and, for
+// retrieval, the bytes read per decode step and held resident relative to
+// a bf16 cache. It is what bench accuracy prints for retrieval runs.
+func RunLines(w io.Writer, runs []*Run) {
+	var full *Run
+	for _, r := range runs {
+		if r.Press == "none" && (r.RetrievalResult == nil || r.RetrievalResult.Retrieval == "none") {
+			full = r
+			break
+		}
+	}
+	turns := 0
+	for _, r := range runs {
+		for _, rec := range r.Records {
+			turns = max(turns, rec.Turn)
+		}
+	}
+	perTurn := func(r *Run) []int {
+		c := make([]int, turns+1)
+		for _, rec := range r.Records {
+			if rec.Correct {
+				c[rec.Turn]++
+			}
+		}
+		return c
+	}
+	var fullTurns []int
+	if full != nil {
+		fullTurns = perTurn(full)
+	}
+	fmt.Fprintf(w, "%-34s", "run")
+	for k := 1; k <= turns; k++ {
+		fmt.Fprintf(w, " %12s", fmt.Sprintf("turn %d", k))
+	}
+	fmt.Fprintf(w, " %12s %9s %9s\n", "all", "read/step", "resident")
+	for _, r := range runs {
+		name := r.Press
+		if r.Press != "none" {
+			name = fmt.Sprintf("%s@%g", r.Press, r.Ratio)
+		}
+		read, resident := "", ""
+		if res := r.RetrievalResult; res != nil {
+			name += " + " + res.Retrieval + "@" + res.Budget
+			if res.Cold != "" {
+				name += " (cold " + res.Cold + ")"
+			}
+			if res.FullBF16BytesPerStep > 0 {
+				read = fmt.Sprintf("%.3f", res.KVBytesReadPerStep/res.FullBF16BytesPerStep)
+				resident = fmt.Sprintf("%.3f", res.Resident/res.FullBF16BytesPerStep)
+			}
+		}
+		fmt.Fprintf(w, "%-34s", name)
+		c := perTurn(r)
+		for k := 1; k <= turns; k++ {
+			cell := fmt.Sprintf("%d", c[k])
+			if fullTurns != nil && fullTurns[k] > 0 {
+				cell += fmt.Sprintf(" (%.0f%%)", 100*float64(c[k])/float64(fullTurns[k]))
+			}
+			fmt.Fprintf(w, " %12s", cell)
+		}
+		fmt.Fprintf(w, " %12s %9s %9s\n", fmt.Sprintf("%d/%d", r.Correct, r.Total), read, resident)
+	}
+}

@@ -166,7 +166,11 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(tables)
 	}
 	if len(runs) > maxTablesShown {
-		bench.Summary(stdout, runs)
+		if rep.HasRetrieval() {
+			bench.RunLines(stdout, runs)
+		} else {
+			bench.Summary(stdout, runs)
+		}
 		if tablesFile != nil {
 			fmt.Fprintf(stderr, "wrote %s (the %d per-run tables)\n", tablesFile.Name(), len(runs))
 		}
