@@ -327,7 +327,10 @@ func benchSummary(args []string, stdout, stderr io.Writer) error {
 		"Prints one line per method family of an accuracy result: the best share\n"+
 			"of the full cache's accuracy that any of its runs reaches within 1/16,\n"+
 			"1/8, 1/4, 1/2 and all of a full bf16 cache's bytes (5 % slack), and the\n"+
-			"time its runs took. It is what 'bench accuracy --sweep' prints.", stderr)
+			"time its runs took. It is what 'bench accuracy --sweep' prints. A result\n"+
+			"of --retrieval runs gets one line per run instead: correct answers per\n"+
+			"turn as a share of the full cache's, bytes read per decode step and held\n"+
+			"resident relative to a bf16 cache.", stderr)
 	result := fs.String("result", "", "accuracy result written by --out")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -338,6 +341,10 @@ func benchSummary(args []string, stdout, stderr io.Writer) error {
 	rep, err := bench.ReadReport(*result)
 	if err != nil {
 		return err
+	}
+	if rep.HasRetrieval() {
+		bench.RunLines(stdout, rep.Runs)
+		return nil
 	}
 	bench.Summary(stdout, rep.Runs)
 	return nil
