@@ -3,8 +3,6 @@ package semcache
 import (
 	"context"
 	"fmt"
-
-	"gonum.org/v1/gonum/mat"
 )
 
 // Procrustes is a linear map from one embedder's space to another's with
@@ -12,7 +10,7 @@ import (
 // ‖X·W − Y‖ over paired rows X (old) and Y (new) subject to W·Wᵀ = I when
 // the old space is the smaller, Wᵀ·W = I otherwise.
 type Procrustes struct {
-	w        *mat.Dense
+	w        []float64 // from × to, row-major
 	from, to int
 }
 
@@ -23,29 +21,24 @@ func FitProcrustes(old, new [][]float32) (*Procrustes, error) {
 		return nil, fmt.Errorf("semcache: Procrustes needs as many old as new vectors, at least one (got %d and %d)", len(old), len(new))
 	}
 	from, to := len(old[0]), len(new[0])
-	x, y := mat.NewDense(len(old), from, nil), mat.NewDense(len(new), to, nil)
 	for i := range old {
 		if len(old[i]) != from || len(new[i]) != to {
 			return nil, fmt.Errorf("semcache: Procrustes: vector %d has another length", i)
 		}
-		for j, v := range old[i] {
-			x.Set(i, j, float64(v))
-		}
-		for j, v := range new[i] {
-			y.Set(i, j, float64(v))
+	}
+	m := make([]float64, from*to) // Xᵀ·Y
+	for i := range old {
+		for a, x := range old[i] {
+			if x == 0 {
+				continue
+			}
+			row := m[a*to : (a+1)*to]
+			for b, y := range new[i] {
+				row[b] += float64(x) * float64(y)
+			}
 		}
 	}
-	var m mat.Dense
-	m.Mul(x.T(), y)
-	var svd mat.SVD
-	if !svd.Factorize(&m, mat.SVDThin) {
-		return nil, fmt.Errorf("semcache: Procrustes: the SVD did not converge")
-	}
-	var u, v mat.Dense
-	svd.UTo(&u)
-	svd.VTo(&v)
-	w := &mat.Dense{}
-	w.Mul(&u, v.T())
+	w := polar(m, from, to)
 	return &Procrustes{w: w, from: from, to: to}, nil
 }
 
@@ -55,7 +48,7 @@ func (p *Procrustes) Apply(old []float32) []float32 {
 	for j := range p.to {
 		var s float64
 		for i, v := range old {
-			s += float64(v) * p.w.At(i, j)
+			s += float64(v) * p.w[i*p.to+j]
 		}
 		out[j] = float32(s)
 	}
