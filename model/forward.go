@@ -277,7 +277,11 @@ func applyRope(x, cs, sn []float32) {
 	}
 }
 
-func (m *Model) attention(steps []Step, li, n int, observed bool) {
+// qkv computes layer li's queries, keys and values of the n rows of ws.x
+// into ws.q, ws.k and ws.v: the attention norm, the projections and their
+// biases, the per-head q/k norms, and RoPE at each row's position.
+// preRope, if set, sees each row's queries before they are rotated.
+func (m *Model) qkv(li, n int, preRope func(t int, q []float32)) {
 	c := m.Config
 	l := &m.Layers[li]
 	ws := &m.ws
@@ -299,26 +303,44 @@ func (m *Model) attention(steps []Step, li, n int, observed bool) {
 		}
 		row := (l.ropeIndex*n + t) * half
 		cs, sn := ws.cos[row:row+half], ws.sin[row:row+half]
-		for hh := range c.Heads {
-			qh := q[hh*hd : (hh+1)*hd]
-			if l.QNorm != nil {
+		if l.QNorm != nil {
+			for hh := range c.Heads {
+				qh := q[hh*hd : (hh+1)*hd]
 				compute.RMSNorm(qh, qh, l.QNorm, c.RMSNormEps, c.NormAddOne)
 			}
 		}
-		if observed {
-			m.recordPreRope(steps, li, t, q)
+		if preRope != nil {
+			preRope(t, q)
 		}
 		for hh := range c.Heads {
 			applyRope(q[hh*hd:(hh+1)*hd], cs, sn)
 		}
-		cache := steps[ws.seq[t]].Cache
 		for g := range c.KVHeads {
 			kh := k[g*hd : (g+1)*hd]
 			if l.KNorm != nil {
 				compute.RMSNorm(kh, kh, l.KNorm, c.RMSNormEps, c.NormAddOne)
 			}
 			applyRope(kh, cs, sn)
-			cache.Append(li, g, kh, v[g*hd:(g+1)*hd], ws.pos[t])
+		}
+	}
+}
+
+func (m *Model) attention(steps []Step, li, n int, observed bool) {
+	c := m.Config
+	l := &m.Layers[li]
+	ws := &m.ws
+	h, hd := c.HiddenSize, c.HeadDim
+	kvd := c.KVHeads * hd
+	var preRope func(t int, q []float32)
+	if observed {
+		preRope = func(t int, q []float32) { m.recordPreRope(steps, li, t, q) }
+	}
+	m.qkv(li, n, preRope)
+	for t := range n {
+		k, v := ws.k[t*kvd:(t+1)*kvd], ws.v[t*kvd:(t+1)*kvd]
+		cache := steps[ws.seq[t]].Cache
+		for g := range c.KVHeads {
+			cache.Append(li, g, k[g*hd:(g+1)*hd], v[g*hd:(g+1)*hd], ws.pos[t])
 		}
 	}
 	if observed {

@@ -110,38 +110,8 @@ func (m *Model) recomputeLayer(steps []Step, li, n int, sel Recompute) (int, err
 	ws := &m.ws
 	cache := steps[0].Cache
 	h, hd := c.HiddenSize, c.HeadDim
-	half := hd / 2
 	qd, kvd := c.Heads*hd, c.KVHeads*hd
-	for t := range n {
-		compute.RMSNorm(ws.xn[t*h:(t+1)*h], ws.x[t*h:(t+1)*h], l.AttnNorm, c.RMSNormEps, c.NormAddOne)
-	}
-	m.pool.MatMul(ws.q, ws.xn, n, l.Q)
-	m.pool.MatMul(ws.k, ws.xn, n, l.K)
-	m.pool.MatMul(ws.v, ws.xn, n, l.V)
-	for t := range n {
-		q, k, v := ws.q[t*qd:(t+1)*qd], ws.k[t*kvd:(t+1)*kvd], ws.v[t*kvd:(t+1)*kvd]
-		if l.QBias != nil {
-			addTo(q, l.QBias)
-			addTo(k, l.KBias)
-			addTo(v, l.VBias)
-		}
-		row := (l.ropeIndex*n + t) * half
-		cs, sn := ws.cos[row:row+half], ws.sin[row:row+half]
-		for hh := range c.Heads {
-			qh := q[hh*hd : (hh+1)*hd]
-			if l.QNorm != nil {
-				compute.RMSNorm(qh, qh, l.QNorm, c.RMSNormEps, c.NormAddOne)
-			}
-			applyRope(qh, cs, sn)
-		}
-		for g := range c.KVHeads {
-			kh := k[g*hd : (g+1)*hd]
-			if l.KNorm != nil {
-				compute.RMSNorm(kh, kh, l.KNorm, c.RMSNormEps, c.NormAddOne)
-			}
-			applyRope(kh, cs, sn)
-		}
-	}
+	m.qkv(li, n, nil)
 	var keep []int
 	if sel != nil {
 		keep = sel(li, ws.pos[:n], ws.k[:n*kvd], ws.v[:n*kvd])
