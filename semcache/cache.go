@@ -13,7 +13,9 @@
 // store, not from the last hit, unless Config.SlidingTTL), each tenant's
 // category holds at most its quota (least recently used evicted first), and
 // errors, truncated (finish reason length) and sampled answers are never
-// stored. Tenants never see each other's entries. Storage is in memory.
+// stored. Tenants never see each other's entries. Storage is in memory;
+// with a Persister (SetPersister, Restore) entries also go to, and come
+// back from, outside the process (Redis: package semcache/semredis).
 package semcache
 
 import (
@@ -130,11 +132,17 @@ type Cache struct {
 	centroids map[string]*centroid
 	stats     map[string]*Stats
 	stores    int
+
+	// persist, if set, keeps entries outside the process; dropped are the
+	// entries removed under the lock that it must delete.
+	persist Persister
+	dropped []deletion
 }
 
 type entry struct {
 	tenant, category     string
 	exactKey, surfaceKey string
+	partition            string
 	part                 *part
 	node                 int
 	text                 string
@@ -484,11 +492,12 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	}
 	pol := c.cfg.policy(cat)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.now()
 	ek, sk := q.Tenant+"\x00"+r.ExactKey(), q.Tenant+"\x00"+r.SurfaceKey()
+	replaced := false
 	if old := c.exact[ek]; old != nil {
 		c.remove(old)
+		replaced = true
 	}
 	e := &entry{tenant: q.Tenant, category: cat, exactKey: ek, surfaceKey: sk, text: text, question: r.Text, numbers: numbersOf(text),
 		vec: vec, answer: a, bytes: a.bytes() + int64(len(text)+4*len(vec)+200), ttl: time.Duration(pol.TTL)}
@@ -496,7 +505,37 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	if e.ttl == 0 {
 		e.expires = now.Add(100 * 365 * 24 * time.Hour)
 	}
-	bk := q.Tenant + "\x00" + cat
+	if vec != nil && (q.Request.Category != "" || q.Category != "") && cat != "default" {
+		c.addCentroid(cat, vec)
+	}
+	c.insert(e, r.PartitionKey(), true, now)
+	p, dropped := c.persist, c.dropped
+	c.dropped = nil
+	var rec *Record
+	if p != nil && e.elem != nil {
+		rec = c.record(e)
+	}
+	c.mu.Unlock()
+	if p != nil {
+		for _, d := range dropped {
+			if replaced && d.tenant == e.tenant && d.exactKey == ek {
+				continue // overwritten by the Put below
+			}
+			p.Delete(ctx, d.tenant, strings.TrimPrefix(d.exactKey, d.tenant+"\x00"))
+		}
+		if rec != nil {
+			p.Put(ctx, rec)
+		}
+	}
+	return ""
+}
+
+// insert puts e into the tiers, its bucket and its partition's index, then
+// enforces the category's quota. stored counts it as a store.
+func (c *Cache) insert(e *entry, partition string, stored bool, now time.Time) {
+	pol := c.cfg.policy(e.category)
+	e.partition = partition
+	bk := e.tenant + "\x00" + e.category
 	b := c.buckets[bk]
 	if b == nil {
 		b = &bucket{lru: list.New()}
@@ -504,29 +543,28 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	}
 	e.bucket, e.elem = b, b.lru.PushFront(e)
 	b.bytes += e.bytes
-	c.exact[ek] = e
+	c.exact[e.exactKey] = e
 	if c.cfg.Surface {
-		if _, taken := c.surface[sk]; !taken {
-			c.surface[sk] = e
+		if _, taken := c.surface[e.surfaceKey]; !taken {
+			c.surface[e.surfaceKey] = e
 		}
 	}
-	if vec != nil {
-		pk := partKey(q.Tenant, r.PartitionKey(), cat)
+	if e.vec != nil {
+		pk := partKey(e.tenant, partition, e.category)
 		p := c.parts[pk]
 		if p == nil {
-			p = &part{key: pk, idx: NewIndex(len(vec), 16, 100)}
+			p = &part{key: pk, idx: NewIndex(len(e.vec), 16, 100)}
 			c.parts[pk] = p
 		}
-		if p.idx.Dim() == len(vec) {
-			e.part, e.node = p, p.idx.Add(vec)
+		if p.idx.Dim() == len(e.vec) {
+			e.part, e.node = p, p.idx.Add(e.vec)
 			p.nodes = append(p.nodes, e)
 		}
-		if (q.Request.Category != "" || q.Category != "") && cat != "default" {
-			c.addCentroid(cat, vec)
-		}
 	}
-	st := c.stat(cat)
-	st.Stores++
+	st := c.stat(e.category)
+	if stored {
+		st.Stores++
+	}
 	st.Entries++
 	st.Bytes += e.bytes
 	for b.lru.Len() > pol.MaxEntries || b.bytes > pol.MaxBytes {
@@ -538,11 +576,13 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	if c.stores%256 == 0 {
 		c.sweep(now)
 	}
-	return ""
 }
 
 // remove drops e from every tier.
 func (c *Cache) remove(e *entry) {
+	if c.persist != nil && e.elem != nil {
+		c.dropped = append(c.dropped, deletion{e.tenant, e.exactKey})
+	}
 	if c.exact[e.exactKey] == e {
 		delete(c.exact, e.exactKey)
 	}

@@ -332,7 +332,7 @@ func openServed(ctx context.Context, spec modelSpec, o serveOptions, pool *compu
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
 		Cache: cache, Observer: metrics, Logger: log,
 	})
-	sc, err := o.semcache.open(ctx, b, log)
+	sc, scClose, err := o.semcache.open(ctx, b, spec.name, o.tiers.redis, o.tiers.redisTimeout, log)
 	if err != nil {
 		sched.Close()
 		for _, c := range closers {
@@ -341,6 +341,7 @@ func openServed(ctx context.Context, spec modelSpec, o serveOptions, pool *compu
 		b.Close()
 		return nil, err
 	}
+	closers = append(closers, scClose)
 	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
 		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse, SemCache: sc,
 		Retrieval: o.retrieval, RetrievalBudget: o.retrievalBudget, RetrievalCold: o.retrievalCold}))
