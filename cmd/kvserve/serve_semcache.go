@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/semcache"
 	"github.com/kvserve/kvserve/semcache/embed"
 	"github.com/kvserve/kvserve/semcache/semredis"
+	"github.com/kvserve/kvserve/server"
 )
 
 // semcacheOptions are serve's response-cache flags.
@@ -55,15 +58,20 @@ func (o *semcacheOptions) check() error {
 // With redisURL (serve's --kv-redis) every entry is also written to Redis
 // under the model's and embedder's prefix (package semcache/semredis), and
 // the entries there are loaded now; a Redis that is down is a warning.
-func (o *semcacheOptions) open(ctx context.Context, b *engine.Bundle, model, redisURL string, redisTimeout time.Duration, log *slog.Logger) (*semcache.Cache, func(), error) {
+// shared, if set, is the embedder to use instead of opening the spec (the
+// --embed-model encoder when the spec names the same folder).
+func (o *semcacheOptions) open(ctx context.Context, b *engine.Bundle, shared semcache.Embedder, model, redisURL string, redisTimeout time.Duration, log *slog.Logger) (*semcache.Cache, func(), error) {
 	if o == nil || !o.on {
 		return nil, func() {}, nil
 	}
 	var emb semcache.Embedder
 	if o.cfg.Semantic {
-		var err error
-		if emb, err = embed.Open(o.cfg.Embedder, b); err != nil {
-			return nil, nil, fmt.Errorf("--semcache: %w", err)
+		emb = shared
+		if emb == nil {
+			var err error
+			if emb, err = embed.Open(o.cfg.Embedder, b); err != nil {
+				return nil, nil, fmt.Errorf("--semcache: %w", err)
+			}
 		}
 		if _, err := emb.Embed(ctx, []string{"probe"}); err != nil {
 			return nil, nil, fmt.Errorf("--semcache: the embedder %s fails: %w", emb.Name(), err)
@@ -100,4 +108,34 @@ func (o *semcacheOptions) open(ctx context.Context, b *engine.Bundle, model, red
 	}
 	log.Info("response cache on", "embedder", name, "categories", o.cfg.CategoryNames(), "semantic", c.Config().Semantic, "storage", storage)
 	return c, closer, nil
+}
+
+// sharedEncoder returns enc when the cache's embedder is bert:DIR of the
+// --embed-model folder dir (one copy of the weights for both), else nil.
+func (o *semcacheOptions) sharedEncoder(enc *embed.BERT, dir string) semcache.Embedder {
+	if o == nil || !o.on || !o.cfg.Semantic || enc == nil {
+		return nil
+	}
+	spec, ok := strings.CutPrefix(o.cfg.Embedder, "bert:")
+	if !ok || filepath.Clean(spec) != filepath.Clean(dir) {
+		return nil
+	}
+	return enc
+}
+
+// encoderName is the model name a sentence encoder is served under: its
+// folder's name.
+func encoderName(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Base(filepath.Clean(dir))
+}
+
+// encoder returns e as a server.Encoder, nil when there is none.
+func encoder(e *embed.BERT) server.Encoder {
+	if e == nil {
+		return nil
+	}
+	return e
 }
