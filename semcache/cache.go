@@ -185,6 +185,9 @@ type Stats struct {
 	Rejected map[string]int64
 	// Evicted by quota and Expired by TTL.
 	Evicted, Expired int64
+	// Audits counts false-hit audits of semantic hits by result: "match"
+	// (the model answered as the cache did), "mismatch", "error".
+	Audits map[string]int64
 	// Entries and Bytes held now.
 	Entries int64
 	Bytes   int64
@@ -258,7 +261,7 @@ func numbersOf(surface string) string {
 func (c *Cache) stat(category string) *Stats {
 	s := c.stats[category]
 	if s == nil {
-		s = &Stats{Category: category, Hits: map[string]int64{}, Misses: map[string]int64{}, Rejected: map[string]int64{}}
+		s = &Stats{Category: category, Hits: map[string]int64{}, Misses: map[string]int64{}, Rejected: map[string]int64{}, Audits: map[string]int64{}}
 		c.stats[category] = s
 	}
 	return s
@@ -637,6 +640,14 @@ func (c *Cache) sweep(now time.Time) {
 	}
 }
 
+// RecordAudit counts a false-hit audit of a semantic hit in category:
+// result is "match", "mismatch" or "error".
+func (c *Cache) RecordAudit(category, result string) {
+	c.mu.Lock()
+	c.stat(category).Audits[result]++
+	c.mu.Unlock()
+}
+
 // Stats returns a copy of every category's counters, sorted by category.
 func (c *Cache) Stats() []Stats {
 	c.mu.Lock()
@@ -644,7 +655,7 @@ func (c *Cache) Stats() []Stats {
 	out := make([]Stats, 0, len(c.stats))
 	for _, s := range c.stats {
 		cp := *s
-		cp.Hits, cp.Misses, cp.Rejected = clone(s.Hits), clone(s.Misses), clone(s.Rejected)
+		cp.Hits, cp.Misses, cp.Rejected, cp.Audits = clone(s.Hits), clone(s.Misses), clone(s.Rejected), clone(s.Audits)
 		out = append(out, cp)
 	}
 	slices.SortFunc(out, func(a, b Stats) int { return strings.Compare(a.Category, b.Category) })
