@@ -326,6 +326,13 @@ func (c *Cache) Lookup(ctx context.Context, q *Query) *Result {
 		return res
 	}
 	c.mu.Unlock()
+	if e := c.readThrough(ctx, q); e != nil {
+		res.Hit, res.Tier, res.Similarity, res.Answer, res.Category = true, "exact", 1, e.answer, e.category
+		c.mu.Lock()
+		c.stat(e.category).Hits["exact"]++
+		c.mu.Unlock()
+		return res
+	}
 	if !c.cfg.Semantic {
 		res.Reason = "no_semantic"
 		c.miss(res)

@@ -45,6 +45,9 @@ type Persister interface {
 	// Load calls fn with every stored record of this cache's model and
 	// embedder.
 	Load(ctx context.Context, fn func(*Record)) error
+	// Get returns the record of tenant and exact key, or nil (none, or
+	// the persister is unreachable).
+	Get(ctx context.Context, tenant, exactKey string) *Record
 }
 
 type deletion struct{ tenant, exactKey string }
@@ -77,30 +80,61 @@ func (c *Cache) Restore(ctx context.Context) (loaded, skipped int, err error) {
 	defer c.mu.Unlock()
 	now := c.now()
 	for _, r := range recs {
-		_, known := c.cfg.Categories[r.Category]
-		switch {
-		case r.Answer == nil || len(r.Answer.Choices) == 0 || !now.Before(r.Expires),
-			r.Embedder != c.cfg.Embedder, !known && r.Category != "default",
-			r.ExactKey == "":
+		if c.adopt(r, now) == nil {
 			skipped++
-			continue
+		} else {
+			loaded++
 		}
-		vec := r.Vec
-		if !c.cfg.Semantic {
-			vec = nil
-		}
-		e := &entry{tenant: r.Tenant, category: r.Category, exactKey: r.Tenant + "\x00" + r.ExactKey,
-			surfaceKey: r.Tenant + "\x00" + r.SurfaceKey, text: r.Text, question: r.Question, numbers: numbersOf(r.Text),
-			vec: vec, answer: r.Answer, ttl: r.TTL, expires: r.Expires}
-		e.bytes = r.Answer.bytes() + int64(len(r.Text)+4*len(vec)+200)
-		if old := c.exact[e.exactKey]; old != nil {
-			c.remove(old)
-		}
-		c.insert(e, r.Partition, false, now)
-		loaded++
 	}
 	c.dropped = nil // evictions while loading stay in the persister: other replicas may have room
 	return loaded, skipped, err
+}
+
+// adopt puts a persisted record into the tiers (c.mu held) and returns its
+// entry, or nil when it is expired, of another embedder or of an unknown
+// category.
+func (c *Cache) adopt(r *Record, now time.Time) *entry {
+	_, known := c.cfg.Categories[r.Category]
+	switch {
+	case r.Answer == nil || len(r.Answer.Choices) == 0 || !now.Before(r.Expires),
+		r.Embedder != c.cfg.Embedder, !known && r.Category != "default",
+		r.ExactKey == "":
+		return nil
+	}
+	vec := r.Vec
+	if !c.cfg.Semantic {
+		vec = nil
+	}
+	e := &entry{tenant: r.Tenant, category: r.Category, exactKey: r.Tenant + "\x00" + r.ExactKey,
+		surfaceKey: r.Tenant + "\x00" + r.SurfaceKey, text: r.Text, question: r.Question, numbers: numbersOf(r.Text),
+		vec: vec, answer: r.Answer, ttl: r.TTL, expires: r.Expires}
+	e.bytes = r.Answer.bytes() + int64(len(r.Text)+4*len(vec)+200)
+	if old := c.exact[e.exactKey]; old != nil {
+		c.remove(old)
+	}
+	c.insert(e, r.Partition, false, now)
+	return e
+}
+
+// readThrough asks the persister for the request's exact key after a
+// memory miss, so that replicas running side by side serve each other's
+// entries; a found entry joins the tiers.
+func (c *Cache) readThrough(ctx context.Context, q *Query) *entry {
+	c.mu.Lock()
+	p := c.persist
+	c.mu.Unlock()
+	if p == nil || !c.cfg.Exact {
+		return nil
+	}
+	r := p.Get(ctx, q.Tenant, q.Request.ExactKey())
+	if r == nil || r.Tenant != q.Tenant || r.ExactKey != q.Request.ExactKey() {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.adopt(r, c.now())
+	c.dropped = nil
+	return e
 }
 
 // record returns e as a Record.

@@ -9,7 +9,10 @@
 // where PREFIX is "kvserve:semcache:", MODEL the served model's name,
 // EMBEDDER and TENANT the first 16 hex digits of the SHA-256 of the
 // embedder's spec and of the tenant, and EXACTKEY the request's exact hash.
-// A value expires (Redis EXPIRE) when the entry does. Servers of another
+// A value expires (Redis EXPIRE) when the entry does. Running replicas
+// read each other's new entries through on an exact-tier miss (Get); the
+// surface and semantic tiers of one replica learn another's entries at
+// its next start (Load). Servers of another
 // model or embedder never load each other's entries; a tenant's entries
 // carry the tenant in the key and in the value, and are checked on load.
 //
@@ -23,6 +26,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -162,6 +166,28 @@ func (s *Store) Delete(ctx context.Context, tenant, exactKey string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	s.result(s.c.Del(ctx, s.key(tenant, exactKey)).Err())
+}
+
+// Get returns the entry of tenant and exactKey, nil if there is none or
+// the server does not answer.
+func (s *Store) Get(ctx context.Context, tenant, exactKey string) *semcache.Record {
+	if !s.usable() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	val, err := s.c.Get(ctx, s.key(tenant, exactKey)).Bytes()
+	if !errors.Is(err, context.Canceled) {
+		s.result(err)
+	}
+	if err != nil {
+		return nil
+	}
+	var rec semcache.Record
+	if json.Unmarshal(val, &rec) != nil {
+		return nil
+	}
+	return &rec
 }
 
 // Load calls fn with every entry under this model's and embedder's prefix

@@ -184,3 +184,75 @@ func TestRedisDownServesFromMemory(t *testing.T) {
 		t.Errorf("20 stores with Redis down took %v: the back-off should skip it", d)
 	}
 }
+
+// TestRunningReplicasReadThrough starts both replicas first: the second
+// finds the first's new entry in Redis on an exact miss, for its tenant
+// only, and keeps it in memory.
+func TestRunningReplicasReadThrough(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	model := "live-" + fmt.Sprint(time.Now().UnixNano())
+	a, _, _, _, _ := replica(t, srv.URL, model)
+	b, _, _, _, _ := replica(t, srv.URL, model)
+	if res := b.Lookup(ctx, query(t, "alice", "What is a rune?", "code")); res.Hit {
+		t.Fatalf("hit before any store: %+v", res)
+	}
+	a.Store(ctx, query(t, "alice", "What is a rune?", "code"), nil, answer("an int32"))
+	if res := b.Lookup(ctx, query(t, "bob", "What is a rune?", "code")); res.Hit {
+		t.Fatalf("bob was served alice's entry: %+v", res)
+	}
+	res := b.Lookup(ctx, query(t, "alice", "What is a rune?", "code"))
+	if !res.Hit || res.Tier != "exact" || res.Answer.Choices[0].Text != "an int32" {
+		t.Fatalf("alice on the second replica: %+v", res)
+	}
+	// Now in b's memory: its surface tier answers too.
+	if res := b.Lookup(ctx, query(t, "alice", "what is a rune", "code")); !res.Hit || res.Tier != "surface" {
+		t.Fatalf("surface after read-through: %+v", res)
+	}
+}
+
+// BenchmarkRestore2000 measures loading 2000 entries (hash embeddings of
+// 512 dimensions) from Redis into the tiers and HNSW indexes.
+func BenchmarkRestore2000(b *testing.B) {
+	ctx := context.Background()
+	srv := redistest.Start(b)
+	model := "bench-" + fmt.Sprint(time.Now().UnixNano())
+	c, err := semcache.New(ctx, config(), embed.NewHash(512))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, _ := semredis.Open(semredis.Options{URL: srv.URL, Model: model, Embedder: "hash", Logger: quiet})
+	defer st.Close()
+	c.SetPersister(st)
+	for i := range 2000 {
+		c.Store(ctx, query(b, "", fmt.Sprintf("Question number %d about topic %d?", i, i%37), "code"), nil, answer(fmt.Sprint(i)))
+	}
+	b.ResetTimer()
+	for range b.N {
+		d, _ := semcache.New(ctx, config(), embed.NewHash(512))
+		d.SetPersister(st)
+		if n, _, err := d.Restore(ctx); n != 2000 || err != nil {
+			b.Fatalf("restored %d, %v", n, err)
+		}
+	}
+}
+
+// BenchmarkLookupMissReadThrough measures an exact-tier miss that asks
+// Redis (a question no replica stored; the hash tiers only).
+func BenchmarkLookupMissReadThrough(b *testing.B) {
+	ctx := context.Background()
+	srv := redistest.Start(b)
+	cfg := config()
+	cfg.Semantic = false
+	c, _ := semcache.New(ctx, cfg, nil)
+	st, _ := semredis.Open(semredis.Options{URL: srv.URL, Model: "bench-miss", Embedder: cfg.Embedder, Logger: quiet})
+	defer st.Close()
+	c.SetPersister(st)
+	q := query(b, "", "Never stored?", "code")
+	b.ResetTimer()
+	for range b.N {
+		if c.Lookup(ctx, q).Hit {
+			b.Fatal("hit")
+		}
+	}
+}
