@@ -180,3 +180,24 @@ func TestServeSemcacheRedis(t *testing.T) {
 		t.Errorf("another tenant: X-Semcache %q, want a miss", h)
 	}
 }
+
+// TestServeEmbedModelWithTwoModels: the router sends the encoder's
+// requests to the first model's server, and lists it once.
+func TestServeEmbedModelWithTwoModels(t *testing.T) {
+	o := serveOptions{host: "127.0.0.1", maxBatch: 2, queue: 4, kvMemory: 64 << 20, kvFormat: kvcache.F32, shutdown: 5 * time.Second,
+		models: modelList{{name: "alpha"}, {name: "beta"}}, ctxSize: 512, embedModel: bertTiny}
+	base, _ := startServe(t, o)
+	code, _, body := postJSON(t, base+"/v1/embeddings", `{"model":"bert-tiny","input":"hello"}`)
+	if code != 200 || !strings.Contains(string(body), `"model":"bert-tiny"`) {
+		t.Fatalf("encoder through the router: %d %s", code, body)
+	}
+	resp, err := http.Get(base + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	models, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Count(string(models), `"id":"bert-tiny"`) != 1 || !strings.Contains(string(models), `"id":"beta"`) {
+		t.Errorf("/v1/models: %s", models)
+	}
+}
