@@ -13,7 +13,9 @@
 // store, not from the last hit, unless Config.SlidingTTL), each tenant's
 // category holds at most its quota (least recently used evicted first), and
 // errors, truncated (finish reason length) and sampled answers are never
-// stored. Tenants never see each other's entries. Storage is in memory.
+// stored. Tenants never see each other's entries. Storage is in memory;
+// with a Persister (SetPersister, Restore) entries also go to, and come
+// back from, outside the process (Redis: package semcache/semredis).
 package semcache
 
 import (
@@ -130,11 +132,17 @@ type Cache struct {
 	centroids map[string]*centroid
 	stats     map[string]*Stats
 	stores    int
+
+	// persist, if set, keeps entries outside the process; dropped are the
+	// entries removed under the lock that it must delete.
+	persist Persister
+	dropped []deletion
 }
 
 type entry struct {
 	tenant, category     string
 	exactKey, surfaceKey string
+	partition            string
 	part                 *part
 	node                 int
 	text                 string
@@ -177,6 +185,9 @@ type Stats struct {
 	Rejected map[string]int64
 	// Evicted by quota and Expired by TTL.
 	Evicted, Expired int64
+	// Audits counts false-hit audits of semantic hits by result: "match"
+	// (the model answered as the cache did), "mismatch", "error".
+	Audits map[string]int64
 	// Entries and Bytes held now.
 	Entries int64
 	Bytes   int64
@@ -250,7 +261,7 @@ func numbersOf(surface string) string {
 func (c *Cache) stat(category string) *Stats {
 	s := c.stats[category]
 	if s == nil {
-		s = &Stats{Category: category, Hits: map[string]int64{}, Misses: map[string]int64{}, Rejected: map[string]int64{}}
+		s = &Stats{Category: category, Hits: map[string]int64{}, Misses: map[string]int64{}, Rejected: map[string]int64{}, Audits: map[string]int64{}}
 		c.stats[category] = s
 	}
 	return s
@@ -315,6 +326,13 @@ func (c *Cache) Lookup(ctx context.Context, q *Query) *Result {
 		return res
 	}
 	c.mu.Unlock()
+	if e := c.readThrough(ctx, q); e != nil {
+		res.Hit, res.Tier, res.Similarity, res.Answer, res.Category = true, "exact", 1, e.answer, e.category
+		c.mu.Lock()
+		c.stat(e.category).Hits["exact"]++
+		c.mu.Unlock()
+		return res
+	}
 	if !c.cfg.Semantic {
 		res.Reason = "no_semantic"
 		c.miss(res)
@@ -484,11 +502,12 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	}
 	pol := c.cfg.policy(cat)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.now()
 	ek, sk := q.Tenant+"\x00"+r.ExactKey(), q.Tenant+"\x00"+r.SurfaceKey()
+	replaced := false
 	if old := c.exact[ek]; old != nil {
 		c.remove(old)
+		replaced = true
 	}
 	e := &entry{tenant: q.Tenant, category: cat, exactKey: ek, surfaceKey: sk, text: text, question: r.Text, numbers: numbersOf(text),
 		vec: vec, answer: a, bytes: a.bytes() + int64(len(text)+4*len(vec)+200), ttl: time.Duration(pol.TTL)}
@@ -496,7 +515,37 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	if e.ttl == 0 {
 		e.expires = now.Add(100 * 365 * 24 * time.Hour)
 	}
-	bk := q.Tenant + "\x00" + cat
+	if vec != nil && (q.Request.Category != "" || q.Category != "") && cat != "default" {
+		c.addCentroid(cat, vec)
+	}
+	c.insert(e, r.PartitionKey(), true, now)
+	p, dropped := c.persist, c.dropped
+	c.dropped = nil
+	var rec *Record
+	if p != nil && e.elem != nil {
+		rec = c.record(e)
+	}
+	c.mu.Unlock()
+	if p != nil {
+		for _, d := range dropped {
+			if replaced && d.tenant == e.tenant && d.exactKey == ek {
+				continue // overwritten by the Put below
+			}
+			p.Delete(ctx, d.tenant, strings.TrimPrefix(d.exactKey, d.tenant+"\x00"))
+		}
+		if rec != nil {
+			p.Put(ctx, rec)
+		}
+	}
+	return ""
+}
+
+// insert puts e into the tiers, its bucket and its partition's index, then
+// enforces the category's quota. stored counts it as a store.
+func (c *Cache) insert(e *entry, partition string, stored bool, now time.Time) {
+	pol := c.cfg.policy(e.category)
+	e.partition = partition
+	bk := e.tenant + "\x00" + e.category
 	b := c.buckets[bk]
 	if b == nil {
 		b = &bucket{lru: list.New()}
@@ -504,29 +553,28 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	}
 	e.bucket, e.elem = b, b.lru.PushFront(e)
 	b.bytes += e.bytes
-	c.exact[ek] = e
+	c.exact[e.exactKey] = e
 	if c.cfg.Surface {
-		if _, taken := c.surface[sk]; !taken {
-			c.surface[sk] = e
+		if _, taken := c.surface[e.surfaceKey]; !taken {
+			c.surface[e.surfaceKey] = e
 		}
 	}
-	if vec != nil {
-		pk := partKey(q.Tenant, r.PartitionKey(), cat)
+	if e.vec != nil {
+		pk := partKey(e.tenant, partition, e.category)
 		p := c.parts[pk]
 		if p == nil {
-			p = &part{key: pk, idx: NewIndex(len(vec), 16, 100)}
+			p = &part{key: pk, idx: NewIndex(len(e.vec), 16, 100)}
 			c.parts[pk] = p
 		}
-		if p.idx.Dim() == len(vec) {
-			e.part, e.node = p, p.idx.Add(vec)
+		if p.idx.Dim() == len(e.vec) {
+			e.part, e.node = p, p.idx.Add(e.vec)
 			p.nodes = append(p.nodes, e)
 		}
-		if (q.Request.Category != "" || q.Category != "") && cat != "default" {
-			c.addCentroid(cat, vec)
-		}
 	}
-	st := c.stat(cat)
-	st.Stores++
+	st := c.stat(e.category)
+	if stored {
+		st.Stores++
+	}
 	st.Entries++
 	st.Bytes += e.bytes
 	for b.lru.Len() > pol.MaxEntries || b.bytes > pol.MaxBytes {
@@ -538,11 +586,13 @@ func (c *Cache) Store(ctx context.Context, q *Query, res *Result, a *Answer) str
 	if c.stores%256 == 0 {
 		c.sweep(now)
 	}
-	return ""
 }
 
 // remove drops e from every tier.
 func (c *Cache) remove(e *entry) {
+	if c.persist != nil && e.elem != nil {
+		c.dropped = append(c.dropped, deletion{e.tenant, e.exactKey})
+	}
 	if c.exact[e.exactKey] == e {
 		delete(c.exact, e.exactKey)
 	}
@@ -597,6 +647,14 @@ func (c *Cache) sweep(now time.Time) {
 	}
 }
 
+// RecordAudit counts a false-hit audit of a semantic hit in category:
+// result is "match", "mismatch" or "error".
+func (c *Cache) RecordAudit(category, result string) {
+	c.mu.Lock()
+	c.stat(category).Audits[result]++
+	c.mu.Unlock()
+}
+
 // Stats returns a copy of every category's counters, sorted by category.
 func (c *Cache) Stats() []Stats {
 	c.mu.Lock()
@@ -604,7 +662,7 @@ func (c *Cache) Stats() []Stats {
 	out := make([]Stats, 0, len(c.stats))
 	for _, s := range c.stats {
 		cp := *s
-		cp.Hits, cp.Misses, cp.Rejected = clone(s.Hits), clone(s.Misses), clone(s.Rejected)
+		cp.Hits, cp.Misses, cp.Rejected, cp.Audits = clone(s.Hits), clone(s.Misses), clone(s.Rejected), clone(s.Audits)
 		out = append(out, cp)
 	}
 	slices.SortFunc(out, func(a, b Stats) int { return strings.Compare(a.Category, b.Category) })

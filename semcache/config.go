@@ -74,6 +74,12 @@ type Config struct {
 	// prompt as example turns before the question. Such answers are not
 	// stored. K 0 turns it off (the default).
 	IC ICConfig `json:"ic_cache"`
+	// AuditRate is the fraction of semantic hits that are also run through
+	// the model after the cached answer is served, the fresh answer
+	// compared with the cached one (a false-hit audit, counted by
+	// Cache.RecordAudit). Greedy requests only; 0 turns it off (the
+	// default).
+	AuditRate float64 `json:"audit_rate"`
 }
 
 // ICConfig configures IC-Cache mode.
@@ -180,6 +186,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.LoadAdapt >= 0 && c.LoadAdapt < 0.5) {
 		return fmt.Errorf("load_adapt %v: want [0, 0.5)", c.LoadAdapt)
+	}
+	if !(c.AuditRate >= 0 && c.AuditRate <= 1) {
+		return fmt.Errorf("audit_rate %v: want a fraction in [0, 1]", c.AuditRate)
 	}
 	if c.IC.K < 0 || c.IC.K > 16 || !(c.IC.MinSimilarity >= 0 && c.IC.MinSimilarity <= 1) {
 		return fmt.Errorf("ic_cache: k %d must be in [0, 16] and min_similarity %v in [0, 1]", c.IC.K, c.IC.MinSimilarity)

@@ -32,6 +32,8 @@ func TestLoadConfig(t *testing.T) {
 		{`{"categories": {"code": {"threshold": 0.9, "max_entries": -3}}}`, "max_entries"},
 		{`{"thresold": 0.9}`, "unknown field"},
 		{`{"load_adapt": 0.7}`, "load_adapt"},
+		{`{"audit_rate": 1.5}`, "audit_rate"},
+		{`{"audit_rate": -0.1}`, "audit_rate"},
 		{`{"default": `, "unexpected EOF"},
 	} {
 		path := filepath.Join(dir, "c.json")

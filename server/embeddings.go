@@ -23,14 +23,20 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
+	if s.servesEncoder(req.Model) {
+		if e := checkEmbeddingFormat(&req); e != nil {
+			writeError(w, e)
+			return
+		}
+		s.encoderEmbeddings(w, r, &req)
+		return
+	}
 	if e := s.checkModel(req.Model); e != nil {
 		writeError(w, e)
 		return
 	}
-	switch req.EncodingFormat {
-	case "", "float", "base64":
-	default:
-		writeError(w, invalid("encoding_format", "invalid_value", "encoding_format %q: want float or base64", req.EncodingFormat))
+	if e := checkEmbeddingFormat(&req); e != nil {
+		writeError(w, e)
 		return
 	}
 	if req.Dimensions != nil {
@@ -103,4 +109,14 @@ func normalize(v []float32) {
 	for i, x := range v {
 		v[i] = float32(float64(x) * inv)
 	}
+}
+
+// checkEmbeddingFormat checks encoding_format.
+func checkEmbeddingFormat(req *embeddingRequest) *apiError {
+	switch req.EncodingFormat {
+	case "", "float", "base64":
+	default:
+		return invalid("encoding_format", "invalid_value", "encoding_format %q: want float or base64", req.EncodingFormat)
+	}
+	return nil
 }

@@ -33,6 +33,12 @@ func NewRouter(servers ...*Server) (*Router, error) {
 			return nil, fmt.Errorf("server: two models are named %q; name them apart with NAME=PATH", name)
 		}
 		r.byName[name] = s
+		if s.cfg.Encoder != nil {
+			if r.byName[s.cfg.EncoderName] != nil {
+				return nil, fmt.Errorf("server: the encoder %q has the name of a model", s.cfg.EncoderName)
+			}
+			r.byName[s.cfg.EncoderName] = s
+		}
 	}
 	return r, nil
 }
@@ -64,7 +70,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		list := modelList{Object: "list"}
 		for _, s := range rt.servers {
-			list.Data = append(list.Data, s.card())
+			list.Data = append(list.Data, s.cards()...)
 		}
 		writeJSON(w, http.StatusOK, list)
 	case r.URL.Path == "/health":

@@ -2,9 +2,11 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -38,8 +40,9 @@ func (s *Server) semcacheHook() func(http.HandlerFunc) http.HandlerFunc {
 		return min(1, float64(st.Queued+st.Running)/full)
 	})
 	s.metrics.reg.MustRegister(semcacheCollector(c))
+	audits := make(chan struct{}, maxAudits)
 	return func(next http.HandlerFunc) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) { s.semcached(w, r, next) }
+		return func(w http.ResponseWriter, r *http.Request) { s.semcached(w, r, next, audits) }
 	}
 }
 
@@ -50,7 +53,7 @@ type semcacheFields struct {
 	StreamOptions *streamOptions `json:"stream_options"`
 }
 
-func (s *Server) semcached(w http.ResponseWriter, r *http.Request, next http.HandlerFunc) {
+func (s *Server) semcached(w http.ResponseWriter, r *http.Request, next http.HandlerFunc, audits chan struct{}) {
 	cc := strings.ToLower(r.Header.Get("Cache-Control"))
 	if strings.Contains(cc, "no-store") {
 		w.Header().Set("X-Semcache", "bypass")
@@ -82,6 +85,16 @@ func (s *Server) semcached(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 		if res.Hit {
 			s.replay(w, req, f, res, time.Since(start))
+			if rate := s.cfg.SemCache.Config().AuditRate; res.Tier == "semantic" && !req.Sampled && rate > 0 && rand.Float64() < rate {
+				select {
+				case audits <- struct{}{}:
+					go func() {
+						defer func() { <-audits }()
+						s.audit(r, body, req, res, next)
+					}()
+				default: // as many audits run as may: skip this one
+				}
+			}
 			return
 		}
 		w.Header().Set("X-Semcache", fmt.Sprintf("miss; reason=%s; similarity=%.4f; category=%s", res.Reason, res.Similarity, res.Category))
@@ -105,6 +118,45 @@ func (s *Server) semcached(w http.ResponseWriter, r *http.Request, next http.Han
 		s.log.Debug("semcache: answer not stored", "reason", why)
 	}
 }
+
+// maxAudits bounds the false-hit audits that run at once.
+const maxAudits = 4
+
+// audit runs a request that a semantic hit answered through the model
+// (next, the handler without the cache) after the fact, and counts whether
+// the fresh answer's texts equal the cached ones. The fresh answer goes
+// nowhere and is not stored.
+func (s *Server) audit(r *http.Request, body []byte, req *semcache.Request, res *semcache.Result, next http.HandlerFunc) {
+	ar := r.Clone(context.WithoutCancel(r.Context()))
+	ar.Body, ar.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	rec := &answerRecorder{ResponseWriter: &discardWriter{h: http.Header{}}, stream: req.Stream, chat: req.Chat}
+	next(rec, ar)
+	rec.finish()
+	result := "error"
+	if fresh := rec.answer(); rec.code == http.StatusOK && !rec.failed && fresh != nil {
+		result = "match"
+		if len(fresh.Choices) != len(res.Answer.Choices) {
+			result = "mismatch"
+		}
+		for i := range min(len(fresh.Choices), len(res.Answer.Choices)) {
+			if fresh.Choices[i].Text != res.Answer.Choices[i].Text {
+				result = "mismatch"
+			}
+		}
+	}
+	s.cfg.SemCache.RecordAudit(res.Category, result)
+	if result != "match" {
+		s.log.Debug("semcache audit", "category", res.Category, "result", result, "similarity", res.Similarity)
+	}
+}
+
+// discardWriter is a response writer that keeps nothing (an audit's).
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+func (d *discardWriter) Flush()                      {}
 
 // withExamples inserts cached question/answer pairs as user/assistant
 // turns before the last user message of a chat body (IC-Cache mode).
@@ -430,6 +482,7 @@ func semcacheCollector(c *semcache.Cache) metric.Collector {
 		{Name: "kvserve_semcache_stores_total", Help: "Answers stored, by category.", Type: "counter", Labels: []string{"category"}},
 		{Name: "kvserve_semcache_evictions_total", Help: "Entries evicted by the category's quota.", Type: "counter", Labels: []string{"category"}},
 		{Name: "kvserve_semcache_expired_total", Help: "Entries dropped at the end of their TTL.", Type: "counter", Labels: []string{"category"}},
+		{Name: "kvserve_semcache_audits_total", Help: "False-hit audits of semantic hits (audit_rate of them re-run through the model) by category and result: match, mismatch (the model answered otherwise), error.", Type: "counter", Labels: []string{"category", "result"}},
 		{Name: "kvserve_semcache_entries", Help: "Entries held, by category.", Type: "gauge", Labels: []string{"category"}},
 		{Name: "kvserve_semcache_bytes", Help: "Bytes held (answers, texts, embeddings), by category.", Type: "gauge", Labels: []string{"category"}},
 	}
@@ -443,6 +496,9 @@ func semcacheCollector(c *semcache.Cache) metric.Collector {
 			}
 			for reason, n := range st.Rejected {
 				emit("kvserve_semcache_not_stored_total", float64(n), st.Category, reason)
+			}
+			for result, n := range st.Audits {
+				emit("kvserve_semcache_audits_total", float64(n), st.Category, result)
 			}
 			emit("kvserve_semcache_stores_total", float64(st.Stores), st.Category)
 			emit("kvserve_semcache_evictions_total", float64(st.Evicted), st.Category)

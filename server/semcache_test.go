@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvserve/kvserve/engine"
 	"github.com/kvserve/kvserve/semcache"
@@ -179,5 +181,57 @@ func TestSemcacheICModeAddsExamplesAndStoresNothing(t *testing.T) {
 		if st.Category == "code" && st.Entries != 1 {
 			t.Fatalf("an answer made with examples was stored: %+v", st)
 		}
+	}
+}
+
+// TestSemcacheAuditsSemanticHits sets audit_rate 1: a semantic hit is also
+// run through the model, and /metrics counts whether the model's answer to
+// the paraphrase equals the cached one (found here by asking the model with
+// Cache-Control: no-store).
+func TestSemcacheAuditsSemanticHits(t *testing.T) {
+	cfg := semcache.DefaultConfig()
+	cfg.Default = semcache.Policy{Threshold: 0.6}
+	cfg.Categories = map[string]semcache.Policy{"code": {Threshold: 0.6}}
+	cfg.LoadAdapt, cfg.AuditRate = 0, 1
+	c, err := semcache.New(context.Background(), cfg, embed.NewHash(512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, engine.SchedulerConfig{}, 0, Config{SemCache: c})
+	ask := func(q string) string {
+		return `{"messages":[{"role":"user","content":"` + q + `"}],"temperature":0,"max_tokens":48,"stop":[" "],"semcache_category":"code"}`
+	}
+	first := ts.ask(t, ask("What does errors.As do in Go?"))
+	if again := ts.ask(t, ask("What does errors.As do in Go?")); again.info.Tier != "exact" {
+		t.Fatalf("not stored: %+v (first %+v)", again, first)
+	}
+	hit := ts.ask(t, ask("In Go, what does errors.As do?"))
+	if hit.info.Tier != "semantic" || hit.text != first.text {
+		t.Fatalf("paraphrase: %+v", hit)
+	}
+	fresh := ts.ask(t, ask("In Go, what does errors.As do?"), "Cache-Control", "no-store")
+	want, other := "match", "mismatch"
+	if fresh.text != first.text {
+		want, other = other, want
+	}
+	series := `kvserve_semcache_audits_total{model_name="tinychat",category="code",result="%s"} 1`
+	var metrics []byte
+	for range 200 { // the audit runs after the hit was answered
+		resp, err := http.Get(ts.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(metrics), "kvserve_semcache_audits_total{") {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if !strings.Contains(string(metrics), fmt.Sprintf(series, want)) || strings.Contains(string(metrics), fmt.Sprintf(series, other)) {
+		t.Fatalf("fresh answer %q, cached %q: /metrics should count one %s audit:\n%s", fresh.text, first.text, want, metrics)
+	}
+	if n := strings.Count(string(metrics), "kvserve_semcache_audits_total{"); n != 1 {
+		t.Errorf("%d audit series, want 1 (exact hits are not audited)", n)
 	}
 }

@@ -79,6 +79,10 @@ type Config struct {
 	// SemCache, if set, answers repeated and paraphrased completions from
 	// a response cache (see semcache.go).
 	SemCache *semcache.Cache
+	// Encoder, if set, is a sentence encoder that /v1/embeddings serves
+	// to requests whose model is EncoderName (listed in /v1/models).
+	Encoder     Encoder
+	EncoderName string
 	// Retrieval names the retrieval method of every request's decode steps
 	// (package retrieve) at RetrievalBudget, with the unread KV in a cold
 	// memory tier when RetrievalCold; "" or "none" for none. Requests
@@ -287,6 +291,9 @@ func (s *Server) checkModel(name string) *apiError {
 	if name == "" || name == s.cfg.ModelName {
 		return nil
 	}
+	if s.servesEncoder(name) {
+		return invalid("model", "model_not_supported", "`%s` is a sentence encoder: it answers /v1/embeddings only; this server generates with `%s`", name, s.cfg.ModelName)
+	}
 	return &apiError{Status: http.StatusNotFound, Message: fmt.Sprintf("The model `%s` does not exist; this server serves `%s`.", name, s.cfg.ModelName), Type: "invalid_request_error", Param: strp("model"), Code: strp("model_not_found")}
 }
 
@@ -297,11 +304,23 @@ func (s *Server) card() modelCard {
 
 // models answers GET /v1/models.
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, modelList{Object: "list", Data: []modelCard{s.card()}})
+	writeJSON(w, http.StatusOK, modelList{Object: "list", Data: s.cards()})
+}
+
+// cards describes the served model and the encoder, if any.
+func (s *Server) cards() []modelCard {
+	if s.cfg.Encoder != nil {
+		return []modelCard{s.card(), s.encoderCard()}
+	}
+	return []modelCard{s.card()}
 }
 
 // model answers GET /v1/models/{id}.
 func (s *Server) model(w http.ResponseWriter, r *http.Request) {
+	if s.servesEncoder(r.PathValue("id")) {
+		writeJSON(w, http.StatusOK, s.encoderCard())
+		return
+	}
 	if e := s.checkModel(r.PathValue("id")); e != nil {
 		writeError(w, e)
 		return

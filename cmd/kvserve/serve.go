@@ -24,6 +24,7 @@ import (
 	"github.com/kvserve/kvserve/kvcache/chunk"
 	"github.com/kvserve/kvserve/press"
 	"github.com/kvserve/kvserve/retrieve"
+	"github.com/kvserve/kvserve/semcache/embed"
 	"github.com/kvserve/kvserve/server"
 )
 
@@ -54,6 +55,8 @@ type serveOptions struct {
 	retrieval        string
 	retrievalBudget  retrieve.Budget
 	retrievalCold    bool
+	embedModel       string      // a sentence-encoder folder served on /v1/embeddings
+	encoder          *embed.BERT // loaded from embedModel; the first model's server serves it
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -101,6 +104,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	o.limits.flags(fs)
 	addTierFlags(fs, &o.tiers)
 	o.semcache = addSemcacheFlags(fs)
+	fs.StringVar(&o.embedModel, "embed-model", "", "a BERT-family sentence-encoder folder (as sentence-transformers saves one) that /v1/embeddings serves to requests whose model is the folder's name, next to the served model; --semcache-embedder bert:DIR with the same DIR shares it")
 	rf := addRetrievalFlags(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -168,6 +172,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(addr string)) error {
 	pool := compute.NewPool(o.threads)
 	defer pool.Close()
+	if o.embedModel != "" {
+		enc, err := embed.LoadBERT(o.embedModel)
+		if err != nil {
+			return fmt.Errorf("--embed-model: %w", err)
+		}
+		o.encoder = enc
+		log.Info("sentence encoder on /v1/embeddings", "model", encoderName(o.embedModel), "dir", o.embedModel)
+	}
 	specs := o.models
 	if len(specs) == 0 {
 		specs = []modelSpec{{}} // the bundled model
@@ -181,9 +193,13 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(add
 			m.close()
 		}
 	}()
-	for _, spec := range specs {
+	for i, spec := range specs {
+		mo := o
+		if i > 0 {
+			mo.encoder = nil // served once, by the first model's server
+		}
 		// Each model gets an equal share of the KV memory budget.
-		m, err := openServed(ctx, spec, o, pool, log, o.kvMemory/int64(len(specs)))
+		m, err := openServed(ctx, spec, mo, pool, log, o.kvMemory/int64(len(specs)))
 		if err != nil {
 			return err
 		}
@@ -332,7 +348,7 @@ func openServed(ctx context.Context, spec modelSpec, o serveOptions, pool *compu
 		MaxBatch: o.maxBatch, PrefillTokens: o.prefill, QueueSize: o.queue,
 		Cache: cache, Observer: metrics, Logger: log,
 	})
-	sc, err := o.semcache.open(ctx, b, log)
+	sc, scClose, err := o.semcache.open(ctx, b, o.semcache.sharedEncoder(o.encoder, o.embedModel), spec.name, o.tiers.redis, o.tiers.redisTimeout, log)
 	if err != nil {
 		sched.Close()
 		for _, c := range closers {
@@ -341,8 +357,9 @@ func openServed(ctx context.Context, spec modelSpec, o serveOptions, pool *compu
 		b.Close()
 		return nil, err
 	}
+	closers = append(closers, scClose)
 	api := server.New(b, sched, o.limits.apply(server.Config{ModelName: spec.name, Metrics: metrics, Logger: log, Press: o.press, PressRatio: o.pressRatio,
-		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse, SemCache: sc,
+		APIKeys: o.apiKeys, MetricsAuth: o.metricsAuth, Blender: blender, Reuse: o.reuse, SemCache: sc, Encoder: encoder(o.encoder), EncoderName: encoderName(o.embedModel),
 		Retrieval: o.retrieval, RetrievalBudget: o.retrievalBudget, RetrievalCold: o.retrievalCold}))
 	return &servedModel{name: api.ModelName(), b: b, sched: sched, api: api, closers: closers}, nil
 }

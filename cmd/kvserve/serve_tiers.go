@@ -36,7 +36,7 @@ type tierOptions struct {
 func addTierFlags(fs *flag.FlagSet, o *tierOptions) {
 	fs.StringVar(&o.disk, "kv-disk", "", "directory for a disk tier of KV chunks: a restarted server loads prompts from it instead of computing them")
 	o.diskSizeFlag = fs.String("kv-disk-size", "10GiB", "size cap of the disk tier; least recently used chunks go first")
-	fs.StringVar(&o.redis, "kv-redis", "", "Redis URL for a shared tier of KV chunks, e.g. redis://localhost:6379/0: servers on one Redis load each other's prompts")
+	fs.StringVar(&o.redis, "kv-redis", "", "Redis URL for a shared tier of KV chunks, e.g. redis://localhost:6379/0: servers on one Redis load each other's prompts (and, with --semcache, each other's cached answers)")
 	fs.DurationVar(&o.redisTTL, "kv-redis-ttl", 24*time.Hour, "how long a chunk lives in Redis (0: no expiry)")
 	o.redisSizeFlag = fs.String("kv-redis-size", "0", "size cap of the chunks kept in Redis, over every server sharing it (0: none; leave it to maxmemory)")
 	fs.DurationVar(&o.redisTimeout, "kv-redis-timeout", 250*time.Millisecond, "network timeout of Redis operations; a slow or dead Redis costs at most this, then the prompt is computed")

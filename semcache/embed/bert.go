@@ -423,3 +423,10 @@ func activate(act string, x float32) float32 {
 	}
 	return float32(0.5 * v * (1 + math.Erf(v/math.Sqrt2)))
 }
+
+// Tokens returns how many tokens the encoder reads of text ([CLS] and
+// [SEP] included, truncated as Embed truncates).
+func (e *BERT) Tokens(text string) int { return len(e.tok.Encode(text, e.maxLen)) }
+
+// MaxLen returns the most tokens the encoder reads of one text.
+func (e *BERT) MaxLen() int { return e.maxLen }
