@@ -1,0 +1,59 @@
+package press
+
+import (
+	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
+)
+
+// Prefill computes tokens into seq, recording what p needs in obs (made
+// with Observer for these tokens), and compresses them with p; it returns
+// the last logits when out is model.LastLogits (a slice the next forward
+// pass overwrites: copy it to keep it) and the bytes the tokens' KV held
+// before compression.
+//
+// A Layerwise press computes the prompt layer by layer
+// (model.ForwardLayered) and compresses each layer as soon as every token
+// has passed it, before the next layer exists: seq never holds more than
+// its compressed layers and one full one — the bound kvpress's forward
+// hooks give. The quantization stage of a composition (keydiff+kivi4) and
+// quantization presses (kivi4, gear, think) then run once every layer is
+// in (Finish). A press that needs every layer before it selects in any —
+// planners such as CAKE, CompressKV and WindowKV, MiniCache's merge across
+// layers, RazorAttention, ChunkKV's and the like that report Layerwise
+// false — falls back to computing the whole prompt and compressing it
+// after (Compress): its peak is the full cache.
+//
+// The caches and logits are those of a whole-prompt pass followed by
+// Compress: a layer's compression reads only that layer and what the pass
+// recorded of it, and no later layer reads an earlier layer's cache.
+func (p *Press) Prefill(m *model.Model, seq *kvcache.Seq, tokens []int, out model.Output, obs *model.Observer) ([]float32, int64, error) {
+	if !p.Layerwise() {
+		before := seq.Bytes()
+		logits, err := m.ForwardObserved(seq, tokens, out, obs)
+		if err != nil {
+			return nil, 0, err
+		}
+		full := seq.Bytes() - before
+		return logits, full, p.Compress(m, seq, obs)
+	}
+	dropObs := obs != nil && p.Quantizer() == nil
+	before := make([]int64, m.Config.Layers) // what seq held before tokens
+	for l := range before {
+		before[l] = seq.LayerBytes(l)
+	}
+	var full int64
+	logits, err := m.ForwardLayered(seq, tokens, out, obs, func(l int) error {
+		full += seq.LayerBytes(l) - before[l]
+		if err := p.ApplyLayer(m, seq, obs, l); err != nil {
+			return err
+		}
+		if dropObs {
+			obs.DropLayer(l)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return logits, full, p.Finish(m, seq, obs)
+}
