@@ -16,8 +16,9 @@ import (
 // has passed it, before the next layer exists: seq never holds more than
 // its compressed layers and one full one — the bound kvpress's forward
 // hooks give. The quantization stage of a composition (keydiff+kivi4) and
-// quantization presses (kivi4, gear, think) then run once every layer is
-// in (Finish). A press that needs every layer before it selects in any —
+// quantization presses (kivi4, gear4, think) run on each layer right after
+// its eviction (FinishLayer), within the same bound; a stage that needs
+// every layer would run once all are in (Finish). A press that needs every layer before it selects in any —
 // planners such as CAKE, CompressKV and WindowKV, MiniCache's merge across
 // layers, RazorAttention, ChunkKV's and the like that report Layerwise
 // false — falls back to computing the whole prompt and compressing it
@@ -36,7 +37,8 @@ func (p *Press) Prefill(m *model.Model, seq *kvcache.Seq, tokens []int, out mode
 		full := seq.Bytes() - before
 		return logits, full, p.Compress(m, seq, obs)
 	}
-	dropObs := obs != nil && p.Quantizer() == nil
+	staged := p.StagedByLayer()
+	dropObs := obs != nil && staged
 	before := make([]int64, m.Config.Layers) // what seq held before tokens
 	for l := range before {
 		before[l] = seq.LayerBytes(l)
@@ -47,6 +49,11 @@ func (p *Press) Prefill(m *model.Model, seq *kvcache.Seq, tokens []int, out mode
 		if err := p.ApplyLayer(m, seq, obs, l); err != nil {
 			return err
 		}
+		if staged {
+			if err := p.FinishLayer(m, seq, obs, l); err != nil {
+				return err
+			}
+		}
 		if dropObs {
 			obs.DropLayer(l)
 		}
@@ -54,6 +61,9 @@ func (p *Press) Prefill(m *model.Model, seq *kvcache.Seq, tokens []int, out mode
 	})
 	if err != nil {
 		return nil, 0, err
+	}
+	if staged {
+		return logits, full, nil
 	}
 	return logits, full, p.Finish(m, seq, obs)
 }
