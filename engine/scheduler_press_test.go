@@ -142,6 +142,7 @@ func TestSchedulerPressPeak(t *testing.T) {
 	}{
 		{"snapkv", true},
 		{"expected_attention", true},
+		{"keydiff+kivi4", true},
 		{"cake", false},
 	} {
 		t.Run(tc.press, func(t *testing.T) {
