@@ -588,14 +588,15 @@ func (l *loopState) prefilled(r *request) {
 
 // layered reports whether r's prompt is computed layer by layer and each
 // layer compressed before the next exists (prefillLayered): a pressed
-// prompt not yet begun whose press compresses each layer on its own. A
-// press that needs every layer first (CAKE and the other planners,
-// MiniCache, RazorAttention: press.Press.Layerwise) is computed in chunks
-// beside the batch and compressed whole in prefilled, its peak the full
-// prompt; so is a prompt with a retriever, which watches prefill steps.
+// prompt not yet begun whose press compresses each layer on its own or
+// plans over all of them (CAKE, CompressKV, WindowKV: two layer-by-layer
+// passes, press.Press.Prefill). A press that merges across layers
+// (MiniCache) is computed in chunks beside the batch and compressed whole
+// in prefilled, its peak the full prompt; so is a prompt with a
+// retriever, which watches prefill steps.
 func (l *loopState) layered(r *request) bool {
-	q := r.seqs[0]
-	return r.job.Press != nil && r.job.Press.Layerwise() && r.job.Reuse == nil && r.embed == nil &&
+	q, p := r.seqs[0], r.job.Press
+	return p != nil && (p.Layerwise() || p.Planned()) && r.job.Reuse == nil && r.embed == nil &&
 		!r.job.PromptLogprobs && q.retr == nil && q.cache.Next() == 0
 }
 

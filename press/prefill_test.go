@@ -17,9 +17,9 @@ import (
 // with a whole-prompt pass then Compress, and checks that both give the
 // same logits, bytes and cache (every key, value and position), and that
 // Prefill's pool peaks at no more than the compressed cache and one full
-// layer (+10 %) for every press that StagedByLayer — compositions with a
-// quantization stage included — while CAKE, which plans over every layer,
-// peaks at the full prompt.
+// layer (+10 %) — compositions with a quantization stage and planners
+// such as CAKE (two passes) included — while MiniCache, which merges
+// across layers, peaks at the full prompt.
 func TestPrefillLayered(t *testing.T) {
 	pool := compute.NewPool(0)
 	defer pool.Close()
@@ -43,15 +43,15 @@ func TestPrefillLayered(t *testing.T) {
 		{"snapkv+think", 0.5, true},
 		{"kivi4", 0, true},
 		{"think", 0.5, true},
-		{"cake", 0.5, false},
+		{"cake", 0.5, true},
+		{"cake+kivi4", 0.5, true},
+		{"windowkv", 0.5, true},
+		{"minicache", 0.5, false},
 	} {
 		t.Run(tc.press, func(t *testing.T) {
 			p, err := press.Parse(tc.press, tc.ratio)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if p.StagedByLayer() != tc.bounded {
-				t.Fatalf("StagedByLayer %v, want %v", p.StagedByLayer(), tc.bounded)
 			}
 			whole := net.NewCache()
 			defer whole.Release()
@@ -93,7 +93,7 @@ func TestPrefillLayered(t *testing.T) {
 				t.Errorf("peak %d bytes over the final %d + one layer %d + 10 %%", peak, final, full/layers)
 			}
 			if !tc.bounded && peak < full {
-				t.Errorf("peak %d bytes under the full prompt's %d: a planner computes it whole", peak, full)
+				t.Errorf("peak %d bytes under the full prompt's %d: MiniCache computes it whole", peak, full)
 			}
 		})
 	}

@@ -191,12 +191,13 @@ type kvBytes struct {
 
 // compressPrompt computes all of ids but the last token into cache,
 // recording what p needs, and compresses it (the question is in the cache:
-// query-aware); Generate then computes the last token and samples. A press
-// that compresses each layer on its own computes the prompt layer by layer
-// and compresses every layer before the next exists, so the cache never
-// holds more than its compressed layers and one full one; a press that
-// plans over every layer (CAKE and the like) compresses the whole prompt
-// once computed (press.Press.Prefill).
+// query-aware); Generate then computes the last token and samples. The
+// prompt is computed layer by layer and every layer compressed before the
+// next exists, so the cache never holds more than its compressed layers
+// and one full one; a press that plans over every layer (CAKE and the
+// like) computes it twice so, and one that merges across layers
+// (MiniCache) compresses the whole prompt once computed
+// (press.Press.Prefill).
 func compressPrompt(b *engine.Bundle, cache *kvcache.Seq, ids []int, p *press.Press) (*kvBytes, error) {
 	if len(ids) < 2 {
 		return nil, usageError{"--press needs a prompt of at least 2 tokens"}
