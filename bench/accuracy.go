@@ -357,6 +357,9 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 				peaks[i] = max(peaks[i], c.StoredBytes())
 				t0 := time.Now()
 				err := p.ApplyPlanned(c, l, plans[i])
+				if err == nil && p.StagePerLayer() { // cake+kivi4's kivi4 too
+					err = p.FinishLayer(b.Net, c, obs, l)
+				}
 				runs[i].CompressSeconds += time.Since(t0).Seconds()
 				if err != nil {
 					return err
@@ -378,7 +381,7 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 		}
 		t0 := time.Now()
 		var err error
-		if p.StagedByLayer() && plans[i] == nil {
+		if (p.Layerwise() || plans[i] != nil) && p.StagePerLayer() {
 			// compressed and quantized layer by layer already
 		} else if p.Layerwise() || plans[i] != nil {
 			err = p.Finish(b.Net, c, obs)

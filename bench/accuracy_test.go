@@ -122,7 +122,7 @@ func TestPressesShareThePrefill(t *testing.T) {
 func TestCompositionPeak(t *testing.T) {
 	recs, b := tinychatOn(t, "niah_single", 1)
 	var presses []*press.Press
-	for _, name := range []string{"keydiff+kivi4", "snapkv+think"} {
+	for _, name := range []string{"keydiff+kivi4", "snapkv+think", "cake+kivi4"} {
 		p, err := press.Parse(name, 0.5)
 		if err != nil {
 			t.Fatal(err)

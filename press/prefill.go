@@ -94,7 +94,7 @@ func (p *Press) prefillPlanned(m *model.Model, seq *kvcache.Seq, tokens []int, o
 		return nil, 0, err
 	}
 	scratch.Release()
-	staged := p.Quantizer() == nil || p.layerStage() != nil
+	staged := p.StagePerLayer()
 	logits, err := m.ForwardLayered(seq, tokens, out, nil, func(l int) error {
 		if err := p.ApplyPlanned(seq, l, plan); err != nil {
 			return err

@@ -87,13 +87,19 @@ func (p *Press) layerStage() LayerStage {
 	return ls
 }
 
-// StagedByLayer reports whether the press's quantization stage, if any,
-// may run layer by layer (FinishLayer) right after ApplyLayer, so that a
-// composition such as keydiff+kivi4 keeps the bound of a Layerwise press:
-// its compressed layers and one full one. True for a Layerwise press with
-// no stage.
+// StagePerLayer reports whether the press's quantization stage, if any,
+// may run on each layer alone (FinishLayer) once that layer is evicted.
+// True for a press with no stage.
+func (p *Press) StagePerLayer() bool {
+	return p.Quantizer() == nil || p.layerStage() != nil
+}
+
+// StagedByLayer reports whether the press is Layerwise and its stage, if
+// any, may run layer by layer (FinishLayer) right after ApplyLayer, so
+// that a composition such as keydiff+kivi4 keeps the bound of a Layerwise
+// press: its compressed layers and one full one.
 func (p *Press) StagedByLayer() bool {
-	return p.Layerwise() && (p.Quantizer() == nil || p.layerStage() != nil)
+	return p.Layerwise() && p.StagePerLayer()
 }
 
 // FinishLayer runs the press's quantization stage on layer l alone, after
