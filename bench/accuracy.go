@@ -252,7 +252,9 @@ func Accuracy(ctx context.Context, b *engine.Bundle, recs []Record, presses []*p
 // compressed layers and at most one full one, as it would alone — its
 // peak is measured after each layer is adopted and after compression
 // (Keep compacts a cache it holds alone in place, so a press on its own
-// allocates nothing more). Presses that plan over every layer (CAKE,
+// allocates nothing more); a quantization stage (keydiff+kivi4's kivi4,
+// gear, think) runs on each layer right after its eviction
+// (Press.FinishLayer). Presses that plan over every layer (CAKE,
 // CompressKV, WindowKV) score each layer on this pass, keeping scores
 // only, and select each layer as a second layer-by-layer pass recomputes
 // it: the same bound, for twice the prefill. Other presses that need every
@@ -286,7 +288,7 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 	// Observations of a layer can go once every press has compressed it.
 	dropObs := true
 	for _, p := range presses {
-		if p != nil && (!p.Layerwise() || p.Quantizer() != nil) {
+		if p != nil && !p.StagedByLayer() {
 			dropObs = false
 		}
 	}
@@ -323,6 +325,9 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 				}
 				t0 := time.Now()
 				err := p.ApplyLayer(b.Net, c, obs, l)
+				if err == nil && p.StagedByLayer() { // keydiff+kivi4's kivi4 too
+					err = p.FinishLayer(b.Net, c, obs, l)
+				}
 				runs[i].CompressSeconds += time.Since(t0).Seconds()
 				if err != nil {
 					return err
@@ -352,6 +357,9 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 				peaks[i] = max(peaks[i], c.StoredBytes())
 				t0 := time.Now()
 				err := p.ApplyPlanned(c, l, plans[i])
+				if err == nil && p.StagePerLayer() { // cake+kivi4's kivi4 too
+					err = p.FinishLayer(b.Net, c, obs, l)
+				}
 				runs[i].CompressSeconds += time.Since(t0).Seconds()
 				if err != nil {
 					return err
@@ -373,7 +381,9 @@ func prefillContext(ctx context.Context, b *engine.Bundle, pool *kvcache.Pool, r
 		}
 		t0 := time.Now()
 		var err error
-		if p.Layerwise() || plans[i] != nil {
+		if (p.Layerwise() || plans[i] != nil) && p.StagePerLayer() {
+			// compressed and quantized layer by layer already
+		} else if p.Layerwise() || plans[i] != nil {
 			err = p.Finish(b.Net, c, obs)
 		} else {
 			err = p.Compress(b.Net, c, obs)

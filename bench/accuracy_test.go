@@ -115,6 +115,34 @@ func TestPressesShareThePrefill(t *testing.T) {
 	}
 }
 
+// TestCompositionPeak checks that an eviction composed with a
+// quantization stage (quantized layer by layer, right after each layer's
+// eviction) peaks within its final bytes and one full layer (+10 %), as
+// the eviction alone does.
+func TestCompositionPeak(t *testing.T) {
+	recs, b := tinychatOn(t, "niah_single", 1)
+	var presses []*press.Press
+	for _, name := range []string{"keydiff+kivi4", "snapkv+think", "cake+kivi4"} {
+		p, err := press.Parse(name, 0.5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		presses = append(presses, p)
+	}
+	runs, err := Accuracy(context.Background(), b, recs, presses, AccuracyOptions{Turns: 1, Format: kvcache.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range runs {
+		for _, r := range run.Records {
+			t.Logf("%s %s: full %d, final %d, peak %d, one layer %d", run.Press, r.ID, run.FullKVBytes, r.KVBytes, r.PeakKVBytes, r.LayerKVBytes)
+			if r.KVBytes <= 0 || r.LayerKVBytes <= 0 || float64(r.PeakKVBytes) > 1.1*float64(r.KVBytes+r.LayerKVBytes) {
+				t.Errorf("%s %s: peak %d bytes, final %d + one layer %d", run.Press, r.ID, r.PeakKVBytes, r.KVBytes, r.LayerKVBytes)
+			}
+		}
+	}
+}
+
 func TestTurnMessages(t *testing.T) {
 	r := &Record{System: "sys", Context: "CTX", Turns: []Turn{{"q1", "a1"}, {"q2", "a2"}}}
 	msgs := TurnMessages(r, 2)

@@ -53,6 +53,12 @@ type Job struct {
 	// last tokens are the question). A pressed prompt is computed from
 	// scratch — the press sees every token it scores — and its cache is
 	// never kept for other requests, which expect every token of a prefix.
+	// The prompt is computed layer by layer, each layer compressed before
+	// the next exists, as one step that the batch waits for (the pool then
+	// never holds more than the compressed cache and one full layer); a
+	// press that plans over every layer (CAKE and the like) computes it
+	// twice so. One that merges across layers (MiniCache) is computed in
+	// chunks and compressed whole.
 	Press *press.Press
 	// Logprobs asks for each generated token's log-probability
 	// (Event.Logprob), with the TopLogprobs (≤ MaxTopLogprobs) most likely

@@ -406,6 +406,11 @@ func (l *loopState) step() {
 				continue
 			}
 			q := r.seqs[0]
+			if l.layered(r) { // the whole prompt, as a step of its own
+				budget = 0
+				l.prefillLayered(r)
+				continue
+			}
 			start := q.cache.Next()
 			chunk := budget
 			if r.embed != nil {
@@ -551,7 +556,8 @@ func (l *loopState) forwardSafe(steps []model.Step) (err error) {
 func (l *loopState) prefilled(r *request) {
 	r.prefilled = true
 	first := r.seqs[0]
-	if p := r.job.Press; p != nil {
+	if p := r.job.Press; p != nil && !r.pressed {
+		r.pressed = true
 		r.pressedFrom = first.cache.Bytes()
 		err := p.Compress(l.s.b.Net, first.cache, r.observer)
 		r.pressedTo = first.cache.Bytes()
@@ -578,6 +584,65 @@ func (l *loopState) prefilled(r *request) {
 		}
 		l.sample(q, q.logits)
 	}
+}
+
+// layered reports whether r's prompt is computed layer by layer and each
+// layer compressed before the next exists (prefillLayered): a pressed
+// prompt not yet begun whose press compresses each layer on its own or
+// plans over all of them (CAKE, CompressKV, WindowKV: two layer-by-layer
+// passes, press.Press.Prefill). A press that merges across layers
+// (MiniCache) is computed in chunks beside the batch and compressed whole
+// in prefilled, its peak the full prompt; so is a prompt with a
+// retriever, which watches prefill steps.
+func (l *loopState) layered(r *request) bool {
+	q, p := r.seqs[0], r.job.Press
+	return p != nil && (p.Layerwise() || p.Planned()) && r.job.Reuse == nil && r.embed == nil &&
+		!r.job.PromptLogprobs && q.retr == nil && q.cache.Next() == 0
+}
+
+// prefillLayered computes r's whole prompt layer by layer and compresses
+// each layer as soon as every token has passed it (press.Press.Prefill),
+// so the prompt's cache never holds more than its compressed layers and
+// one full one. It runs as one step on its own: every layer needs the
+// whole prompt through the layer before, so it cannot be cut into chunks
+// between other steps, and the batch's decoding waits for the whole
+// prompt's computation (a chunked prefill lets decoding steps in between).
+// The tokens are those of a whole-prompt pass then Press.Compress.
+func (l *loopState) prefillLayered(r *request) {
+	q := r.seqs[0]
+	prompt := r.job.Prompt
+	if budget := l.s.budget; budget > 0 { // as makeRoom: take back kept caches the prompt may need
+		c := l.s.cfg.Cache
+		if short := c.Stats().UsedBytes + c.SeqBytes(len(prompt)) + c.SeqBytes(1) - budget; short > 0 {
+			c.Reclaim(short)
+		}
+	}
+	t0 := time.Now()
+	before := q.cache.Bytes()
+	logits, full, err := l.pressSafe(r)
+	elapsed := time.Since(t0)
+	l.totals.Steps++
+	l.totals.PrefillTokens += int64(len(prompt))
+	l.obs.Step(StepInfo{Sequences: 1, PrefillTokens: len(prompt), Elapsed: elapsed})
+	r.observer = nil
+	if err != nil {
+		l.fail(r, fmt.Errorf("engine: compute and compress the prompt's KV cache: %w", err))
+		return
+	}
+	copy(q.logits, logits)
+	r.pressed = true
+	r.pressedFrom, r.pressedTo = before+full, q.cache.Bytes()
+	l.prefilled(r)
+}
+
+// pressSafe runs r's layered prefill, turning a panic into an error.
+func (l *loopState) pressSafe(r *request) (logits []float32, full int64, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{v}
+		}
+	}()
+	return r.job.Press.Prefill(l.s.b.Net, r.seqs[0].cache, r.job.Prompt, model.LastLogits, r.observer)
 }
 
 // promptLogprobChunk is the most prompt tokens a step computes for a

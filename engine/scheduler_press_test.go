@@ -53,7 +53,7 @@ func TestSchedulerPress(t *testing.T) {
 	prompt := chatIDs(t, b, strings.Repeat("The quick brown fox jumps over the lazy dog near the river bank. ", 25)+"What jumps over the dog?")
 	const n = 12
 	plainWant, _ := pressedReference(t, b, nil, prompt, n)
-	for _, name := range []string{"snapkv", "keydiff", "observed_attention"} {
+	for _, name := range []string{"snapkv", "keydiff", "observed_attention", "cake"} {
 		t.Run(name, func(t *testing.T) {
 			p, err := press.Parse(name, 0.5)
 			if err != nil {
@@ -121,6 +121,59 @@ func TestSchedulerPress(t *testing.T) {
 			}
 			if got := cache.Cached("", prompt); got < len(prompt)-1 {
 				t.Errorf("after both finished %d prompt tokens are cached, want the plain job's %d", got, len(prompt)-1)
+			}
+		})
+	}
+}
+
+// TestSchedulerPressPeak checks the pool's high-water mark while a pressed
+// prompt is computed and compressed: a press that compresses each layer on
+// its own (a layered prefill) never holds more than its compressed cache
+// and one full layer (+10 %), and a composition's quantization stage runs
+// within the same bound, as does CAKE, which plans over every layer (two
+// passes); MiniCache, which merges across layers, holds the whole prompt
+// at its peak.
+func TestSchedulerPressPeak(t *testing.T) {
+	b := tinychat(t)
+	prompt := chatIDs(t, b, strings.Repeat("The quick brown fox jumps over the lazy dog near the river bank. ", 25)+"What jumps over the dog?")
+	layers := int64(b.Net.Config.Layers)
+	for _, tc := range []struct {
+		press   string
+		bounded bool
+	}{
+		{"snapkv", true},
+		{"expected_attention", true},
+		{"keydiff+kivi4", true},
+		{"cake", true},
+		{"minicache", false},
+	} {
+		t.Run(tc.press, func(t *testing.T) {
+			p, err := press.Parse(tc.press, 0.5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cache := NewPoolCache(b.Net, kvcache.PoolConfig{})
+			s := NewScheduler(b, SchedulerConfig{PrefillTokens: 48, Cache: cache})
+			defer s.Close()
+			st, err := s.Submit(context.Background(), Job{Prompt: prompt, MaxTokens: 1, IgnoreEOS: true, Press: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, _, err := collect(t, st); err != nil {
+				t.Fatal(err)
+			}
+			u := st.Usage()
+			full, final, peak := u.KVBytesBeforePress, u.KVBytesAfterPress, cache.Pool().PeakBytes()
+			if full == 0 || final == 0 || tc.bounded && final > full*6/10 {
+				t.Fatalf("press took the prompt's KV from %d to %d bytes: want about half", full, final)
+			}
+			bound := 1.1 * float64(final+full/layers)
+			t.Logf("%s: full %d, final %d, peak %d, bound %.0f", tc.press, full, final, peak, bound)
+			if tc.bounded && float64(peak) > bound {
+				t.Errorf("peak %d bytes, over the final %d + one layer %d + 10 %%", peak, final, full/layers)
+			}
+			if !tc.bounded && peak < full {
+				t.Errorf("peak %d bytes under the full prompt's %d: MiniCache computes it whole", peak, full)
 			}
 		})
 	}

@@ -33,6 +33,9 @@ type request struct {
 	// pressedFrom and pressedTo are the prompt cache's bytes before and
 	// after the press (0 without one).
 	pressedFrom, pressedTo int64
+	// pressed is set once the prompt's cache is compressed (a layered
+	// prefill compresses as it computes; prefilled must not again).
+	pressed bool
 
 	// An embeddings request (embed.go): its inputs, the one being
 	// computed (job.Prompt is embed[input]), and the sum of its pooled

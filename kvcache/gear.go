@@ -197,6 +197,22 @@ func (s *Seq) GEARQuantize(cfg GEARConfig) error {
 	return nil
 }
 
+// GEARQuantizeLayer is GEARQuantize for the KV heads of layer l alone,
+// so that a layer may be sealed as soon as a layer-by-layer prefill has
+// computed it; sealing every layer in turn gives GEARQuantize's cache.
+func (s *Seq) GEARQuantizeLayer(l int, cfg GEARConfig) error {
+	if err := cfg.check(s.pool.cfg.BlockTokens, s.pool.cfg.HeadDim); err != nil {
+		return err
+	}
+	if l < 0 || l >= s.pool.cfg.Layers {
+		return fmt.Errorf("kvcache: GEAR-quantize layer %d: the cache has layers 0 to %d", l, s.pool.cfg.Layers-1)
+	}
+	for g := range s.pool.cfg.KVHeads {
+		s.gearHead(s.list(l, g), cfg)
+	}
+	return nil
+}
+
 func (s *Seq) gearHead(h *headList, cfg GEARConfig) {
 	bt := s.pool.cfg.BlockTokens
 	var seg []int

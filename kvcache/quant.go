@@ -466,6 +466,25 @@ func (s *Seq) QuantizeKV(fk, fv Format, residual int) error {
 	return nil
 }
 
+// QuantizeLayerKV is QuantizeKV for the KV heads of layer l alone, so
+// that a layer may be sealed as soon as a layer-by-layer prefill has
+// computed it; sealing every layer in turn gives QuantizeKV's cache.
+func (s *Seq) QuantizeLayerKV(l int, fk, fv Format, residual int) error {
+	for _, f := range []Format{fk, fv} {
+		if err := s.checkQuant(f, residual); err != nil {
+			return err
+		}
+	}
+	if l < 0 || l >= s.pool.cfg.Layers {
+		return fmt.Errorf("kvcache: quantize layer %d: the cache has layers 0 to %d", l, s.pool.cfg.Layers-1)
+	}
+	tmp := make([]float32, s.pool.cfg.BlockTokens*s.pool.cfg.HeadDim)
+	for g := range s.pool.cfg.KVHeads {
+		s.quantizeHead(s.list(l, g), fk, fv, residual, tmp)
+	}
+	return nil
+}
+
 // QuantizeHead is Quantize for one layer × KV head, so that heads may keep
 // different precisions (mixed-precision methods build on it).
 func (s *Seq) QuantizeHead(layer, head int, f Format, residual int) error {

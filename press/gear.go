@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
 )
 
 // GEAR stores the cache as KIVI-style codes plus two corrections of the
@@ -71,6 +72,14 @@ func (g GEAR) Name() string {
 // streaming buffer in GEAR's layout (kvcache.Seq.GEARQuantize).
 func (g GEAR) Quantize(seq *kvcache.Seq) error {
 	if err := seq.GEARQuantize(g.GEARConfig); err != nil {
+		return fmt.Errorf("press %s: %w", g.Name(), err)
+	}
+	return nil
+}
+
+// StageLayer implements LayerStage: Quantize for layer l alone.
+func (g GEAR) StageLayer(_ *model.Model, seq *kvcache.Seq, _ *model.Observer, _ float64, l int) error {
+	if err := seq.GEARQuantizeLayer(l, g.GEARConfig); err != nil {
 		return fmt.Errorf("press %s: %w", g.Name(), err)
 	}
 	return nil

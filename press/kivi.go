@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/kvserve/kvserve/kvcache"
+	"github.com/kvserve/kvserve/model"
 )
 
 // KIVI stores the cache in 2, 3, 4 or 8 bits instead of evicting: keys
@@ -96,6 +97,18 @@ func (q KIVI) Quantize(seq *kvcache.Seq) error {
 		fv = q.Format
 	}
 	if err := seq.QuantizeKV(q.Format, fv, q.Residual); err != nil {
+		return fmt.Errorf("press %s: %w", q.Name(), err)
+	}
+	return nil
+}
+
+// StageLayer implements LayerStage: Quantize for layer l alone.
+func (q KIVI) StageLayer(_ *model.Model, seq *kvcache.Seq, _ *model.Observer, _ float64, l int) error {
+	fv := q.ValueFormat
+	if fv == 0 {
+		fv = q.Format
+	}
+	if err := seq.QuantizeLayerKV(l, q.Format, fv, q.Residual); err != nil {
 		return fmt.Errorf("press %s: %w", q.Name(), err)
 	}
 	return nil

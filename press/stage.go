@@ -1,6 +1,8 @@
 package press
 
 import (
+	"fmt"
+
 	"github.com/kvserve/kvserve/kvcache"
 	"github.com/kvserve/kvserve/model"
 )
@@ -63,4 +65,56 @@ func needsOf(s Scorer, q Quantizer) Needs {
 		}
 	}
 	return n
+}
+
+// LayerStage is a Quantizer stage that can run on one layer alone, as
+// soon as a layer-by-layer prefill has computed (and evicted) it: KIVI,
+// GEAR and ThinK seal or prune each (layer, KV head) on its own, so
+// running StageLayer on every layer in turn is the whole stage.
+type LayerStage interface {
+	Quantizer
+	StageLayer(m *model.Model, seq *kvcache.Seq, obs *model.Observer, ratio float64, l int) error
+}
+
+// layerStage returns the press's stage as a LayerStage, unwrapping an
+// "A+B" composition, or nil when it has none or it needs every layer.
+func (p *Press) layerStage() LayerStage {
+	q := p.Quantizer()
+	if c, ok := q.(composed); ok {
+		q = c.quant
+	}
+	ls, _ := q.(LayerStage)
+	return ls
+}
+
+// StagePerLayer reports whether the press's quantization stage, if any,
+// may run on each layer alone (FinishLayer) once that layer is evicted.
+// True for a press with no stage.
+func (p *Press) StagePerLayer() bool {
+	return p.Quantizer() == nil || p.layerStage() != nil
+}
+
+// StagedByLayer reports whether the press is Layerwise and its stage, if
+// any, may run layer by layer (FinishLayer) right after ApplyLayer, so
+// that a composition such as keydiff+kivi4 keeps the bound of a Layerwise
+// press: its compressed layers and one full one.
+func (p *Press) StagedByLayer() bool {
+	return p.Layerwise() && p.StagePerLayer()
+}
+
+// FinishLayer runs the press's quantization stage on layer l alone, after
+// ApplyLayer on it; Finish is FinishLayer over every layer for a press
+// that StagedByLayer. obs must hold layer l's observations.
+func (p *Press) FinishLayer(m *model.Model, seq *kvcache.Seq, obs *model.Observer, l int) error {
+	if p.Quantizer() == nil {
+		return nil
+	}
+	ls := p.layerStage()
+	if ls == nil {
+		return fmt.Errorf("press %s: its stage needs every layer: use Finish once all are computed", p.Name)
+	}
+	if err := ls.StageLayer(m, seq, obs, p.Ratio, l); err != nil {
+		return fmt.Errorf("press %s: %w", p.Name, err)
+	}
+	return nil
 }

@@ -70,6 +70,17 @@ func (ThinK) Quantize(*kvcache.Seq) error {
 // CompressStorage implements StorageStage: it scores and prunes the key
 // channels of every (layer, KV head) at the press's ratio.
 func (t ThinK) CompressStorage(m *model.Model, seq *kvcache.Seq, obs *model.Observer, ratio float64) error {
+	for l := range m.Config.Layers {
+		if err := t.StageLayer(m, seq, obs, ratio, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StageLayer implements LayerStage: CompressStorage for layer l alone,
+// with that layer's window queries.
+func (t ThinK) StageLayer(m *model.Model, seq *kvcache.Seq, obs *model.Observer, ratio float64, l int) error {
 	if ratio < 0 || ratio >= 1 {
 		return fmt.Errorf("press think: ratio %v outside [0, 1)", ratio)
 	}
@@ -81,18 +92,16 @@ func (t ThinK) CompressStorage(m *model.Model, seq *kvcache.Seq, obs *model.Obse
 	if obs == nil || len(obs.Queries) < c.Layers {
 		return fmt.Errorf("press think: no queries observed: prefill with press.Observer")
 	}
-	for l := range c.Layers {
-		q := obs.Queries[l]
-		win := min(t.Window, len(q)/(c.Heads*c.HeadDim))
-		if win == 0 {
-			return fmt.Errorf("press think: layer %d: no queries observed", l)
-		}
-		q = q[len(q)-win*c.Heads*c.HeadDim:]
-		for g := range c.KVHeads {
-			score := channelScores(q, c.Heads, c.KVHeads, c.HeadDim, g, seq.View(l, g))
-			if err := seq.PruneKeyChannels(l, g, keepChannels(score, drop), t.Recent); err != nil {
-				return fmt.Errorf("press think: %w", err)
-			}
+	q := obs.Queries[l]
+	win := min(t.Window, len(q)/(c.Heads*c.HeadDim))
+	if win == 0 {
+		return fmt.Errorf("press think: layer %d: no queries observed", l)
+	}
+	q = q[len(q)-win*c.Heads*c.HeadDim:]
+	for g := range c.KVHeads {
+		score := channelScores(q, c.Heads, c.KVHeads, c.HeadDim, g, seq.View(l, g))
+		if err := seq.PruneKeyChannels(l, g, keepChannels(score, drop), t.Recent); err != nil {
+			return fmt.Errorf("press think: %w", err)
 		}
 	}
 	return nil

@@ -103,27 +103,47 @@ func TestRunChatAndSampling(t *testing.T) {
 
 // TestRunPress compresses a chat prompt with --press and checks the bytes
 // it reports: about half the prompt's KV at ratio 0.5, and a greedy answer.
+// A press that compresses layer by layer peaks at no more than its final
+// cache and one full layer (+10 %), CAKE (two passes) too; MiniCache,
+// which merges across layers, holds the whole prompt at its peak.
 func TestRunPress(t *testing.T) {
-	code, out, errOut := kvserve(t, "run", "--chat", strings.Repeat("Go has goroutines and channels. ", 20)+"What does Go have?",
-		"--max-tokens", "8", "--press", "keydiff", "--press-ratio", "0.5", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var got struct {
-		OutputIDs []int `json:"output_ids"`
-		KV        *struct {
-			Full    int64 `json:"full_bytes"`
-			Pressed int64 `json:"pressed_bytes"`
-		} `json:"kv"`
-	}
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatal(err)
-	}
-	if got.KV == nil || got.KV.Full == 0 || got.KV.Pressed > got.KV.Full*6/10 || got.KV.Pressed < got.KV.Full*4/10 {
-		t.Errorf("kv %+v: want about half the full bytes", got.KV)
-	}
-	if len(got.OutputIDs) == 0 {
-		t.Error("no answer")
+	const layers = 8 // tinychat's
+	for _, tc := range []struct {
+		press   string
+		bounded bool
+	}{{"keydiff", true}, {"snapkv", true}, {"cake", true}, {"minicache", false}} {
+		t.Run(tc.press, func(t *testing.T) {
+			code, out, errOut := kvserve(t, "run", "--chat", strings.Repeat("Go has goroutines and channels. ", 20)+"What does Go have?",
+				"--max-tokens", "8", "--press", tc.press, "--press-ratio", "0.5", "--json")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var got struct {
+				OutputIDs []int `json:"output_ids"`
+				KV        *struct {
+					Full    int64 `json:"full_bytes"`
+					Pressed int64 `json:"pressed_bytes"`
+					Peak    int64 `json:"peak_bytes"`
+				} `json:"kv"`
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			kv := got.KV
+			if kv == nil || kv.Full == 0 || kv.Pressed >= kv.Full || tc.bounded && (kv.Pressed > kv.Full*6/10 || kv.Pressed < kv.Full*4/10) {
+				t.Fatalf("kv %+v: want about half the full bytes", kv)
+			}
+			bound := 1.1 * float64(kv.Pressed+kv.Full/layers)
+			if tc.bounded && float64(kv.Peak) > bound {
+				t.Errorf("kv %+v: peak over the pressed bytes + one layer + 10 %% (%.0f)", kv, bound)
+			}
+			if !tc.bounded && kv.Peak < kv.Full {
+				t.Errorf("kv %+v: MiniCache's peak is the full prompt", kv)
+			}
+			if len(got.OutputIDs) == 0 {
+				t.Error("no answer")
+			}
+		})
 	}
 }
 

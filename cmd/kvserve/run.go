@@ -119,7 +119,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if !*asJSON {
-			fmt.Fprintf(stderr, "press %s at %g: the prompt's KV holds %d bytes, %.3g of the %d uncompressed\n", pr.Name, pr.Ratio, kv.Pressed, float64(kv.Pressed)/float64(max(1, kv.Full)), kv.Full)
+			fmt.Fprintf(stderr, "press %s at %g: the prompt's KV holds %d bytes, %.3g of the %d uncompressed; %d at the peak\n", pr.Name, pr.Ratio, kv.Pressed, float64(kv.Pressed)/float64(max(1, kv.Full)), kv.Full, kv.Peak)
 		}
 	}
 	res, err := b.Generate(ctx, cache, req, emit)
@@ -181,15 +181,23 @@ func parseIDs(s string, vocab int) ([]int, error) {
 }
 
 // kvBytes is what --press reports: the prompt's KV bytes before and after
-// compression.
+// compression, and the most the cache held at once while the prompt was
+// computed and compressed.
 type kvBytes struct {
 	Full    int64 `json:"full_bytes"`
 	Pressed int64 `json:"pressed_bytes"`
+	Peak    int64 `json:"peak_bytes"`
 }
 
 // compressPrompt computes all of ids but the last token into cache,
 // recording what p needs, and compresses it (the question is in the cache:
-// query-aware); Generate then computes the last token and samples.
+// query-aware); Generate then computes the last token and samples. The
+// prompt is computed layer by layer and every layer compressed before the
+// next exists, so the cache never holds more than its compressed layers
+// and one full one; a press that plans over every layer (CAKE and the
+// like) computes it twice so, and one that merges across layers
+// (MiniCache) compresses the whole prompt once computed
+// (press.Press.Prefill).
 func compressPrompt(b *engine.Bundle, cache *kvcache.Seq, ids []int, p *press.Press) (*kvBytes, error) {
 	if len(ids) < 2 {
 		return nil, usageError{"--press needs a prompt of at least 2 tokens"}
@@ -199,12 +207,11 @@ func compressPrompt(b *engine.Bundle, cache *kvcache.Seq, ids []int, p *press.Pr
 	}
 	n := len(ids) - 1
 	obs := press.Observer([]*press.Press{p}, 0, n)
-	if _, err := b.Net.ForwardObserved(cache, ids[:n], model.NoLogits, obs); err != nil {
+	pool := cache.Pool()
+	pool.ResetPeak()
+	_, full, err := p.Prefill(b.Net, cache, ids[:n], model.NoLogits, obs)
+	if err != nil {
 		return nil, err
 	}
-	full := cache.Bytes()
-	if err := p.Compress(b.Net, cache, obs); err != nil {
-		return nil, err
-	}
-	return &kvBytes{Full: full, Pressed: cache.Bytes()}, nil
+	return &kvBytes{Full: full, Pressed: cache.Bytes(), Peak: pool.PeakBytes()}, nil
 }
