@@ -82,20 +82,8 @@ func TestServe(t *testing.T) {
 // the shutdown timeout ends gets a 503 in OpenAI's shape, not an empty
 // reply.
 func TestShutdownTimeoutAnswers(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
 	o := serveOptions{host: "127.0.0.1", maxBatch: 2, queue: 4, kvMemory: 64 << 20, kvFormat: kvcache.F32, shutdown: 300 * time.Millisecond}
-	go func() {
-		done <- serve(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addr <- a })
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base, stop := startServe(t, o)
 	type result struct {
 		code int
 		body string
@@ -114,36 +102,22 @@ func TestShutdownTimeoutAnswers(t *testing.T) {
 		got <- result{code: resp.StatusCode, body: string(body)}
 	}()
 	time.Sleep(300 * time.Millisecond) // the request is decoding
-	cancel()
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }() // as SIGTERM would
 	r := <-got
 	if r.err != nil || r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, `"error"`) {
 		t.Errorf("cut request: %d %q %v; want 503 with an error body", r.code, r.body, r.err)
 	}
-	if err := <-done; err != nil {
-		t.Errorf("serve returned %v", err)
-	}
+	<-stopped
 }
 
 // TestServeTwoModels: two models behind one address answer by name, an
 // unknown name gets a 404 naming both, /v1/models lists both and /metrics
 // tells their series apart by model_name; --ctx-size caps the context.
 func TestServeTwoModels(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
 	o := serveOptions{host: "127.0.0.1", maxBatch: 2, queue: 4, kvMemory: 64 << 20, kvFormat: kvcache.F32, shutdown: 5 * time.Second,
 		models: modelList{{name: "alpha"}, {name: "beta"}}, ctxSize: 512}
-	go func() {
-		done <- serve(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addr <- a })
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base, stop := startServe(t, o)
 	do := func(method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
@@ -181,10 +155,7 @@ func TestServeTwoModels(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve returned %v", err)
-	}
+	stop()
 	if code, _, errOut := kvserve(t, "serve", "--model", "a=x", "--model", "b=y", "--served-model-name", "c"); code != 2 || !strings.Contains(errOut, "NAME=PATH") {
 		t.Errorf("--served-model-name with two models: exit %d, %s", code, errOut)
 	}
