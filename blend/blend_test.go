@@ -28,7 +28,7 @@ func newBlender(m *model.Model) *Blender {
 // ids returns n token ids drawn from seed.
 func ids(seed, n int) []int {
 	out := make([]int, n)
-	x := uint32(seed*2654435761 + 1)
+	x := uint32(seed)*2654435761 + 1
 	for i := range out {
 		x = x*1664525 + 1013904223
 		out[i] = 10 + int(x>>8)%4000

@@ -41,8 +41,8 @@ func TestConfigBounds(t *testing.T) {
 		want string
 	}{
 		{map[string]any{"head_dim": -2}, "head_dim is -2"},
-		{map[string]any{"head_dim": 1 << 31}, "head_dim is 2147483648"},
-		{map[string]any{"head_dim": 1 << 40}, "head_dim is 1099511627776"},
+		{map[string]any{"head_dim": int64(1) << 31}, "head_dim is 2147483648"},
+		{map[string]any{"head_dim": int64(1) << 40}, "head_dim is 1099511627776"},
 		{map[string]any{"head_dim": 7}, "even"},
 		{map[string]any{"num_hidden_layers": 1_000_000_000}, "num_hidden_layers is 1000000000"},
 		{map[string]any{"num_hidden_layers": -1}, "num_hidden_layers is -1"},
