@@ -2,8 +2,8 @@ package server
 
 import (
 	"encoding/json"
+	"github.com/kvserve/kvserve/internal/fixture"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,40 +12,8 @@ import (
 	"github.com/kvserve/kvserve/engine"
 )
 
-// baseModelDir copies the bundled tinychat without its chat template, as
-// a base checkpoint ships.
-func baseModelDir(t *testing.T) string {
-	t.Helper()
-	src := "../models/tinychat"
-	dir := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() == "chat_template.jinja" {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "tokenizer_config.json" {
-			var cfg map[string]any
-			if err := json.Unmarshal(data, &cfg); err != nil {
-				t.Fatal(err)
-			}
-			delete(cfg, "chat_template")
-			if data, err = json.Marshal(cfg); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+// baseModelDir is the bundled tinychat without its chat template.
+func baseModelDir(t *testing.T) string { return fixture.BaseModel(t) }
 
 func openBundle(t *testing.T, dir string, opt engine.Options) *engine.Bundle {
 	t.Helper()

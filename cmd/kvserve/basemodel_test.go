@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/kvserve/kvserve/internal/fixture"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,41 +10,8 @@ import (
 	"testing"
 )
 
-// baseModelDir copies the bundled tinychat into a temporary folder without
-// its chat template (chat_template.jinja, and tokenizer_config.json's
-// chat_template key), as a base checkpoint ships.
-func baseModelDir(t *testing.T) string {
-	t.Helper()
-	src := "../../models/tinychat"
-	dir := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() == "chat_template.jinja" {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "tokenizer_config.json" {
-			var cfg map[string]any
-			if err := json.Unmarshal(data, &cfg); err != nil {
-				t.Fatal(err)
-			}
-			delete(cfg, "chat_template")
-			if data, err = json.Marshal(cfg); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+// baseModelDir is the bundled tinychat without its chat template.
+func baseModelDir(t *testing.T) string { return fixture.BaseModel(t) }
 
 type tinyGolden struct {
 	Text       string `json:"text"`
