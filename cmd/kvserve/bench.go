@@ -120,17 +120,9 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	lens, err := positiveInts("--lengths", *lengths)
+	recs, err := selectRecords(*data, *tasks, *lengths, *perCell)
 	if err != nil {
 		return err
-	}
-	recs, err := bench.ReadRecords(*data)
-	if err != nil {
-		return err
-	}
-	recs = bench.Filter(recs, splitList(*tasks), lens, *perCell)
-	if len(recs) == 0 {
-		return fmt.Errorf("no records of %s match --tasks %q --lengths %q", *data, *tasks, *lengths)
 	}
 	b, _, closeAll, err := mf.open()
 	if err != nil {

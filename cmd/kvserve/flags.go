@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/kvserve/kvserve/bench"
 	"strconv"
 	"strings"
 
@@ -73,4 +74,23 @@ func positiveInts(flag, s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// selectRecords reads a JSONL task set and keeps the records of the
+// comma-separated tasks and lengths (all when empty), at most perCell per
+// task × length (0: all); none matching is an error that names the filters.
+func selectRecords(data, tasks, lengths string, perCell int) ([]bench.Record, error) {
+	lens, err := positiveInts("--lengths", lengths)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := bench.ReadRecords(data)
+	if err != nil {
+		return nil, err
+	}
+	recs = bench.Filter(recs, splitList(tasks), lens, perCell)
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("no records of %s match --tasks %q --lengths %q", data, tasks, lengths)
+	}
+	return recs, nil
 }

@@ -452,24 +452,12 @@ func benchServe(args []string, stdout, stderr io.Writer) error {
 	case *contextTokens < 0:
 		return usageError{"--context-tokens must be ≥ 0"}
 	}
-	var lens []int
-	for _, f := range splitList(*lengths) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			return usageError{fmt.Sprintf("--lengths: %q is not a positive number", f)}
-		}
-		lens = append(lens, n)
-	}
-	recs, err := bench.ReadRecords(*data)
+	recs, err := selectRecords(*data, *tasks, *lengths, 0)
 	if err != nil {
 		return err
 	}
-	recs = bench.Filter(recs, splitList(*tasks), lens, 0)
 	if *convs > 0 && len(recs) > *convs {
 		recs = recs[:*convs]
-	}
-	if len(recs) == 0 {
-		return fmt.Errorf("no records of %s match --tasks %q --lengths %q", *data, *tasks, *lengths)
 	}
 	var conversations []bench.Conversation
 	for i := range recs {
