@@ -176,59 +176,21 @@ func (b *budget) mul(x, y jinja.Value) (jinja.Value, error) {
 func instrumentBounds(src string) string {
 	var b strings.Builder
 	last := 0
-	for i := 0; i+1 < len(src); {
-		if src[i] != '{' {
-			i++
-			continue
+	ok := scanTags(src, func(t jinjaTag) {
+		b.WriteString(src[last:t.start])
+		expr := rewriteMul(t.inner)
+		if !t.statement {
+			fmt.Fprintf(&b, "{{%s %s((%s)) %s}}", t.left, outName, expr, t.right)
+		} else {
+			fmt.Fprintf(&b, "{%%%s%s%s%%}", t.left, expr, t.right)
+			if t.word == "for" {
+				fmt.Fprintf(&b, "{%% set %s = %s(%d) %s%%}", tickVar, tickName, bodyText(src, t.end, "for", "endfor"), t.right)
+			}
 		}
-		switch src[i+1] {
-		case '#':
-			end := strings.Index(src[i+2:], "#}")
-			if end < 0 {
-				return src
-			}
-			i += 2 + end + 2
-		case '{', '%':
-			closer := "}}"
-			if src[i+1] == '%' {
-				closer = "%}"
-			}
-			end := tagEnd(src, i+2, closer)
-			if end < 0 {
-				return src
-			}
-			inner := src[i+2 : end-2]
-			left, right := "", ""
-			if strings.HasPrefix(inner, "-") || strings.HasPrefix(inner, "+") {
-				left, inner = inner[:1], inner[1:]
-			}
-			if strings.HasSuffix(inner, "-") || strings.HasSuffix(inner, "+") {
-				right, inner = inner[len(inner)-1:], inner[:len(inner)-1]
-			}
-			word, _, _ := strings.Cut(strings.TrimSpace(inner), " ")
-			if src[i+1] == '%' && word == "raw" {
-				k := strings.Index(src[end:], "endraw")
-				if k < 0 {
-					return src
-				}
-				i = end + k
-				continue
-			}
-			b.WriteString(src[last:i])
-			expr := rewriteMul(inner)
-			if src[i+1] == '{' {
-				fmt.Fprintf(&b, "{{%s %s((%s)) %s}}", left, outName, expr, right)
-			} else {
-				fmt.Fprintf(&b, "{%%%s%s%s%%}", left, expr, right)
-				if word == "for" {
-					fmt.Fprintf(&b, "{%% set %s = %s(%d) %s%%}", tickVar, tickName, bodyText(src, end, "for", "endfor"), right)
-				}
-			}
-			last = end
-			i = end
-		default:
-			i++
-		}
+		last = t.end
+	})
+	if !ok {
+		return src
 	}
 	b.WriteString(src[last:])
 	return b.String()

@@ -30,6 +30,46 @@ const (
 func instrumentMacros(src string) string {
 	var b strings.Builder
 	last := 0
+	ok := scanTags(src, func(t jinjaTag) {
+		if !t.statement {
+			return
+		}
+		switch t.word {
+		case "macro":
+			right := ""
+			if t.right == "-" {
+				right = "-"
+			}
+			b.WriteString(src[last:t.end])
+			fmt.Fprintf(&b, "{%% set %s = %s() %s%%}", depthVar, enterName, right)
+			last = t.end
+		case "endmacro":
+			b.WriteString(src[last:t.start])
+			fmt.Fprintf(&b, "{%%%s set %s = %s() %%}", t.left, depthVar, leaveName)
+			last = t.start
+		}
+	})
+	if !ok || last == 0 {
+		return src
+	}
+	b.WriteString(src[last:])
+	return b.String()
+}
+
+// jinjaTag is one {{ … }} or {% … %} tag of a template source.
+type jinjaTag struct {
+	start, end  int    // src[start:end] is the whole tag
+	statement   bool   // {% … %} rather than {{ … }}
+	left, right string // whitespace-control markers ("-" or "+") inside the delimiters, or ""
+	inner       string // the text between the markers
+	word        string // the first word of inner
+}
+
+// scanTags calls fn for each expression and statement tag of src, in
+// order, skipping comments and raw blocks. It returns false for a source
+// it cannot read (an unclosed tag, comment or raw block), which the
+// engine is left to report.
+func scanTags(src string, fn func(jinjaTag)) bool {
 	for i := 0; i+1 < len(src); {
 		if src[i] != '{' {
 			i++
@@ -39,58 +79,41 @@ func instrumentMacros(src string) string {
 		case '#':
 			end := strings.Index(src[i+2:], "#}")
 			if end < 0 {
-				return src
+				return false
 			}
 			i += 2 + end + 2
-		case '{':
-			end := tagEnd(src, i+2, "}}")
-			if end < 0 {
-				return src
+		case '{', '%':
+			t := jinjaTag{start: i, statement: src[i+1] == '%'}
+			closer := "}}"
+			if t.statement {
+				closer = "%}"
 			}
-			i = end
-		case '%':
-			end := tagEnd(src, i+2, "%}")
-			if end < 0 {
-				return src
+			if t.end = tagEnd(src, i+2, closer); t.end < 0 {
+				return false
 			}
-			inner := src[i+2 : end-2]
-			left := ""
-			if strings.HasPrefix(inner, "-") || strings.HasPrefix(inner, "+") {
-				left = inner[:1]
+			t.inner = src[i+2 : t.end-2]
+			if strings.HasPrefix(t.inner, "-") || strings.HasPrefix(t.inner, "+") {
+				t.left, t.inner = t.inner[:1], t.inner[1:]
 			}
-			right := ""
-			if strings.HasSuffix(inner, "-") {
-				right = "-"
+			if strings.HasSuffix(t.inner, "-") || strings.HasSuffix(t.inner, "+") {
+				t.right, t.inner = t.inner[len(t.inner)-1:], t.inner[:len(t.inner)-1]
 			}
-			word, _, _ := strings.Cut(strings.TrimSpace(strings.Trim(inner, "-+")), " ")
-			switch word {
-			case "raw":
-				// Skip to the end of the raw block.
-				k := strings.Index(src[end:], "endraw")
+			t.word, _, _ = strings.Cut(strings.TrimSpace(t.inner), " ")
+			if t.statement && t.word == "raw" {
+				k := strings.Index(src[t.end:], "endraw")
 				if k < 0 {
-					return src
+					return false
 				}
-				i = end + k
+				i = t.end + k
 				continue
-			case "macro":
-				b.WriteString(src[last:end])
-				fmt.Fprintf(&b, "{%% set %s = %s() %s%%}", depthVar, enterName, right)
-				last = end
-			case "endmacro":
-				b.WriteString(src[last:i])
-				fmt.Fprintf(&b, "{%%%s set %s = %s() %%}", left, depthVar, leaveName)
-				last = i
 			}
-			i = end
+			fn(t)
+			i = t.end
 		default:
 			i++
 		}
 	}
-	if last == 0 {
-		return src
-	}
-	b.WriteString(src[last:])
-	return b.String()
+	return true
 }
 
 // tagEnd returns the index just past the closer of a tag whose content
