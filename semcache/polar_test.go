@@ -58,21 +58,46 @@ func TestPolar(t *testing.T) {
 				}
 			}
 		}
-		// The polar factor maximizes trace(Wᵀ·A) over orthonormal maps (it
-		// attains Σσ): no sign-flipped copy of W may beat it.
-		trace := func(w []float64) float64 {
-			var s float64
-			for i := range a {
-				s += w[i] * a[i]
+		// The polar factor makes Wᵀ·A (tall or square) or A·Wᵀ (wide)
+		// symmetric and positive semidefinite: it is V·Σ·Vᵀ (or U·Σ·Uᵀ).
+		k := min(tt.m, tt.n)
+		sym := make([]float64, k*k)
+		for p := range k {
+			for q := range k {
+				var v float64
+				if tt.m >= tt.n { // (WᵀA)[p][q] = Σ_i W[i][p]·A[i][q]
+					for i := range tt.m {
+						v += w[i*tt.n+p] * a[i*tt.n+q]
+					}
+				} else { // (A·Wᵀ)[p][q] = Σ_j A[p][j]·W[q][j]
+					for j := range tt.n {
+						v += a[p*tt.n+j] * w[q*tt.n+j]
+					}
+				}
+				sym[p*k+q] = v
 			}
-			return s
 		}
-		flipped := append([]float64(nil), w...)
-		for i := 0; i < len(flipped); i += tt.n {
-			flipped[i] = -flipped[i] // negate the first column
+		for p := range k {
+			for q := range k {
+				if math.Abs(sym[p*k+q]-sym[q*k+p]) > 1e-8 {
+					t.Fatalf("%s: the product is not symmetric at [%d][%d]: %g vs %g", tt.name, p, q, sym[p*k+q], sym[q*k+p])
+				}
+			}
 		}
-		if trace(w) <= 0 || trace(w) < trace(flipped)-1e-9 {
-			t.Errorf("%s: trace(WᵀA) = %g, flipped %g", tt.name, trace(w), trace(flipped))
+		for range 10 { // xᵀ·S·x ≥ 0
+			x := make([]float64, k)
+			for i := range x {
+				x[i] = rng.NormFloat64()
+			}
+			var v float64
+			for p := range k {
+				for q := range k {
+					v += x[p] * sym[p*k+q] * x[q]
+				}
+			}
+			if v < -1e-8 {
+				t.Fatalf("%s: the product is not positive semidefinite (xᵀSx = %g)", tt.name, v)
+			}
 		}
 	}
 }
