@@ -6,7 +6,8 @@
 // Go runtime's and the process's usual series — with the standard library
 // alone. The names of its types follow prometheus/client_golang's, so code
 // reads the same; it exists because that module (and the protobuf runtime
-// it pulls in) was a fifth of a cold build of the kvserve binary.
+// it pulls in) took about a seventh of the compile time of a cold build
+// of the kvserve binary (go build -debug-actiongraph).
 package metric
 
 import (
