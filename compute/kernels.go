@@ -57,7 +57,55 @@ type kernelSet struct {
 	dotQ4 func(d []float32, w []byte, x []float32, k int)
 	// q4ToF32 dequantizes len(dst)/32 Q4 blocks of src into dst, exactly.
 	q4ToF32 func(dst []float32, src []byte)
+
+	// q4_0ToF32, q4kToF32 and q6kToF32 dequantize whole ggml blocks of
+	// src into dst[:len(dst)], exactly (see ggml.go).
+	q4_0ToF32, q4kToF32, q6kToF32 func(dst []float32, src []byte)
+
+	// Fast numerics (see Numerics and qmat.go).
+	// quantizeAct rounds rows [lo, hi) of x into a.
+	quantizeAct func(a *qact, x []float32, lo, hi int)
+	// f32ToBF16 rounds float32 to bfloat16, to nearest even.
+	f32ToBF16                          func(dst []uint16, src []float32)
+	matQ8_0, matQ4_0, matQ4_K, matQ6_K matQFunc
+	matBF16Fast                        matBF16Func
 }
+
+// widen returns the kernel that dequantizes blocks of dt to float32.
+func (ks *kernelSet) widen(dt DType) func(dst []float32, src []byte) {
+	switch dt {
+	case Q8_0:
+		return ks.q8ToF32
+	case Q4:
+		return ks.q4ToF32
+	case Q4_0:
+		return ks.q4_0ToF32
+	case Q4_K:
+		return ks.q4kToF32
+	case Q6_K:
+		return ks.q6kToF32
+	}
+	panic("compute: no widening kernel for " + dt.String())
+}
+
+// matQ returns the int8 kernel for weights of type dt.
+func (ks *kernelSet) matQ(dt DType) matQFunc {
+	switch dt {
+	case Q8_0:
+		return ks.matQ8_0
+	case Q4_0:
+		return ks.matQ4_0
+	case Q4_K:
+		return ks.matQ4_K
+	case Q6_K:
+		return ks.matQ6_K
+	}
+	return nil
+}
+
+// fast reports whether Fast numerics change how weights of type dt are
+// multiplied.
+func (ks *kernelSet) fast(dt DType) bool { return dt == BF16 || ks.matQ(dt) != nil }
 
 var generic = kernelSet{
 	name:      "generic",
@@ -87,6 +135,18 @@ var generic = kernelSet{
 	q8ToF32: q8ToF32Generic,
 	dotQ4:   dotQ4Generic,
 	q4ToF32: q4ToF32Generic,
+
+	q4_0ToF32: q4_0ToF32Generic,
+	q4kToF32:  q4kToF32Generic,
+	q6kToF32:  q6kToF32Generic,
+
+	quantizeAct: quantizeActGeneric,
+	f32ToBF16:   F32ToBF16,
+	matQ8_0:     matQ8_0Generic,
+	matQ4_0:     matQ4_0Generic,
+	matQ4_K:     matQ4KGeneric,
+	matQ6_K:     matQ6KGeneric,
+	matBF16Fast: matBF16FastGeneric,
 }
 
 // kernels is the set in use, chosen once at start-up.

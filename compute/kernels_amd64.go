@@ -54,6 +54,18 @@ var avx2 = kernelSet{
 	q8ToF32: q8ToF32AVX2Go,
 	dotQ4:   dotQ4AVX2Go,
 	q4ToF32: q4ToF32AVX2Go,
+
+	q4_0ToF32: q4_0ToF32Generic,
+	q4kToF32:  q4kToF32Generic,
+	q6kToF32:  q6kToF32Generic,
+
+	quantizeAct: quantizeActGeneric,
+	f32ToBF16:   F32ToBF16,
+	matQ8_0:     matQ8_0Generic,
+	matQ4_0:     matQ4_0Generic,
+	matQ4_K:     matQ4KGeneric,
+	matQ6_K:     matQ6KGeneric,
+	matBF16Fast: matBF16FastGeneric,
 }
 
 // hasAVX2 reports whether the avx2 set runs here: it also uses F16C, which

@@ -19,6 +19,9 @@ const (
 	BF16              // bfloat16: the top 16 bits of a float32
 	Q8_0              // ggml Q8_0: blocks of 32 int8 with one float16 scale
 	Q4                // kvserve's Q4: blocks of 32 4-bit codes with a float32 scale and offset
+	Q4_0              // ggml Q4_0: blocks of 32 4-bit codes with one float16 scale (see ggml.go)
+	Q4_K              // ggml Q4_K: super-blocks of 256 4-bit codes with 6-bit sub-block scales and mins
+	Q6_K              // ggml Q6_K: super-blocks of 256 6-bit codes with int8 sub-block scales
 )
 
 // String returns the type's short name, such as "bf16".
@@ -32,6 +35,12 @@ func (d DType) String() string {
 		return "q8_0"
 	case Q4:
 		return "q4"
+	case Q4_0:
+		return "q4_0"
+	case Q4_K:
+		return "q4_k"
+	case Q6_K:
+		return "q6_k"
 	}
 	return fmt.Sprintf("dtype(%d)", d)
 }
@@ -48,6 +57,9 @@ type Mat struct {
 	Q8 []byte
 	// Q4 holds the blocks of a Q4 matrix, row after row: see NewQ4.
 	Q4 []byte
+	// Blocks holds the ggml blocks of a Q4_0, Q4_K or Q6_K matrix, row
+	// after row, as the GGUF file stores them: see NewBlocks.
+	Blocks []byte
 }
 
 // Bytes returns the storage size of the matrix.
@@ -59,6 +71,8 @@ func (m *Mat) Bytes() int64 {
 		return int64(len(m.Q8))
 	case Q4:
 		return int64(len(m.Q4))
+	case Q4_0, Q4_K, Q6_K:
+		return int64(len(m.Blocks))
 	}
 	return int64(len(m.F32)) * 4
 }
@@ -74,6 +88,9 @@ func (m *Mat) Row(i int, dst []float32) {
 	case Q4:
 		rb := Q4RowBytes(m.Cols)
 		kernels.q4ToF32(dst[:m.Cols], m.Q4[i*rb:(i+1)*rb])
+	case Q4_0, Q4_K, Q6_K:
+		rb := RowBytes(m.DType, m.Cols)
+		kernels.widen(m.DType)(dst[:m.Cols], m.Blocks[i*rb:(i+1)*rb])
 	default:
 		copy(dst[:m.Cols], m.F32[i*m.Cols:(i+1)*m.Cols])
 	}
@@ -142,28 +159,47 @@ type matMulJob struct {
 
 // MatMul computes y[t][r] = Σ_c x[t][c] · w[r][c] for n activation rows:
 // x is n × w.Cols and y is n × w.Rows, both row-major. Rows of w are split
-// across the pool's workers. MatMul allocates nothing.
+// across the pool's workers. In Fast numerics, activations are first
+// rounded for the weight's type (see Numerics). MatMul allocates nothing
+// once the pool's buffers have grown to the largest product.
 func (p *Pool) MatMul(y, x []float32, n int, w *Mat) { p.matMul(&kernels, y, x, n, w) }
+
+// weightsShort reports whether w holds fewer weights than its shape needs.
+func weightsShort(w *Mat) bool {
+	rows, cols := w.Rows, w.Cols
+	switch w.DType {
+	case F32:
+		return len(w.F32) < rows*cols
+	case BF16:
+		return len(w.BF16) < rows*cols
+	case Q8_0:
+		return cols%Q8Block != 0 || len(w.Q8) < rows*q8RowBytes(cols)
+	case Q4:
+		return cols%Q4Block != 0 || len(w.Q4) < rows*Q4RowBytes(cols)
+	case Q4_0, Q4_K, Q6_K:
+		e, _ := blockShape(w.DType)
+		return cols%e != 0 || len(w.Blocks) < rows*RowBytes(w.DType, cols)
+	}
+	panic(fmt.Sprintf("compute.MatMul: unknown %v", w.DType))
+}
+
+// blocksOf returns the block bytes of a block-type matrix.
+func blocksOf(w *Mat) []byte {
+	switch w.DType {
+	case Q8_0:
+		return w.Q8
+	case Q4:
+		return w.Q4
+	}
+	return w.Blocks
+}
 
 func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
 	rows, cols := w.Rows, w.Cols
 	if len(x) < n*cols || len(y) < n*rows {
 		panic(fmt.Sprintf("compute.MatMul: x has %d floats, y %d, for %d × %d·%d", len(x), len(y), n, rows, cols))
 	}
-	var short bool
-	switch w.DType {
-	case F32:
-		short = len(w.F32) < rows*cols
-	case BF16:
-		short = len(w.BF16) < rows*cols
-	case Q8_0:
-		short = cols%Q8Block != 0 || len(w.Q8) < rows*q8RowBytes(cols)
-	case Q4:
-		short = cols%Q4Block != 0 || len(w.Q4) < rows*Q4RowBytes(cols)
-	default:
-		panic(fmt.Sprintf("compute.MatMul: unknown %v", w.DType))
-	}
-	if short {
+	if weightsShort(w) {
 		panic(fmt.Sprintf("compute.MatMul: %v matrix of %d × %d has too few weights", w.DType, rows, cols))
 	}
 	if n <= 0 || rows <= 0 {
@@ -173,14 +209,18 @@ func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
 		clear(y[:n*rows])
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.numerics == Fast && ks.fast(w.DType) {
+		p.matMulFast(ks, y, x, n, w)
+		return
+	}
 	block := ks.gemmR
 	if w.DType != F32 && n < ks.gemmT {
 		block = 16
 	}
 	grain := max(1, 4096/max(1, cols*n)) // rows; keep tiny products on one thread
 	grain = (grain + block - 1) / block
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.mm = matMulJob{ks: ks, y: y, x: x, n: n, w: w, block: block}
 	p.forLocked((rows+block-1)/block, grain, p.mmRun)
 	p.mm = matMulJob{}
@@ -194,26 +234,7 @@ func (p *Pool) runMatMul(worker, blo, bhi int) {
 	rows, cols := w.Rows, w.Cols
 	lo, hi := blo*j.block, min(bhi*j.block, rows)
 	if w.DType != F32 && n < ks.gemmT {
-		// Few tokens: stream the weights once, widening them in registers,
-		// a chunk of rows at a time so that they stay in cache across the
-		// tokens.
-		const chunk = 64
-		for r := lo; r < hi; r += chunk {
-			r1 := min(hi, r+chunk)
-			for t := range n {
-				yt, xt := y[t*rows+r:t*rows+r1], x[t*cols:(t+1)*cols]
-				switch w.DType {
-				case Q8_0:
-					rb := q8RowBytes(cols)
-					ks.dotQ8(yt, w.Q8[r*rb:r1*rb], xt, cols)
-				case Q4:
-					rb := Q4RowBytes(cols)
-					ks.dotQ4(yt, w.Q4[r*rb:r1*rb], xt, cols)
-				default:
-					ks.dotBF16(yt, w.BF16[r*cols:r1*cols], cols, xt, cols)
-				}
-			}
-		}
+		p.gemvExact(worker, lo, hi)
 		return
 	}
 
@@ -224,25 +245,21 @@ func (p *Pool) runMatMul(worker, blo, bhi int) {
 	R, T := ks.gemmR, ks.gemmT
 	sc := p.Scratch(worker, R*cols+4)
 	buf, e := sc[:R*cols], (*[4]float32)(sc[R*cols:])
+	rb := RowBytes(w.DType, cols)
 	for t0 := 0; t0 < n; t0 += tokenTile {
 		t1 := min(n, t0+tokenTile)
 		for r := lo; r < hi; r += R {
 			nr := min(R, hi-r)
 			var wr []float32
 			switch w.DType {
+			case F32:
+				wr = w.F32[r*cols : (r+nr)*cols]
 			case BF16:
 				wr = buf[:nr*cols]
 				ks.bf16ToF32(wr, w.BF16[r*cols:(r+nr)*cols])
-			case Q8_0:
-				wr = buf[:nr*cols]
-				rb := q8RowBytes(cols)
-				ks.q8ToF32(wr, w.Q8[r*rb:(r+nr)*rb])
-			case Q4:
-				wr = buf[:nr*cols]
-				rb := Q4RowBytes(cols)
-				ks.q4ToF32(wr, w.Q4[r*rb:(r+nr)*rb])
 			default:
-				wr = w.F32[r*cols : (r+nr)*cols]
+				wr = buf[:nr*cols]
+				ks.widen(w.DType)(wr, blocksOf(w)[r*rb:(r+nr)*rb])
 			}
 			t := t0
 			if nr == R {
@@ -264,6 +281,48 @@ func (p *Pool) runMatMul(worker, blo, bhi int) {
 				for rr := range nr {
 					y[t*rows+r+rr] = ks.dot(wr[rr*cols:(rr+1)*cols], xt)
 				}
+			}
+		}
+	}
+}
+
+// gemvExact is runMatMul for few tokens and widened weights: it streams the
+// weights once, a chunk of rows at a time so that they stay in cache across
+// the tokens, widening them in registers where a fused kernel exists and
+// into scratch otherwise.
+func (p *Pool) gemvExact(worker, lo, hi int) {
+	j := &p.mm
+	ks, w, n, x, y := j.ks, j.w, j.n, j.x, j.y
+	rows, cols := w.Rows, w.Cols
+	rb := RowBytes(w.DType, cols)
+	const chunk = 64
+	for r := lo; r < hi; r += chunk {
+		r1 := min(hi, r+chunk)
+		switch w.DType {
+		case Q4_0, Q4_K, Q6_K: // no fused kernel: widen a few rows at a time
+			const few = 4
+			buf := p.Scratch(worker, few*cols)
+			for r0 := r; r0 < r1; r0 += few {
+				nr := min(few, r1-r0)
+				ks.widen(w.DType)(buf[:nr*cols], w.Blocks[r0*rb:(r0+nr)*rb])
+				for t := range n {
+					xt := x[t*cols : (t+1)*cols]
+					for rr := range nr {
+						y[t*rows+r0+rr] = ks.dot(buf[rr*cols:(rr+1)*cols], xt)
+					}
+				}
+			}
+			continue
+		}
+		for t := range n {
+			yt, xt := y[t*rows+r:t*rows+r1], x[t*cols:(t+1)*cols]
+			switch w.DType {
+			case Q8_0:
+				ks.dotQ8(yt, w.Q8[r*rb:r1*rb], xt, cols)
+			case Q4:
+				ks.dotQ4(yt, w.Q4[r*rb:r1*rb], xt, cols)
+			default:
+				ks.dotBF16(yt, w.BF16[r*cols:r1*cols], cols, xt, cols)
 			}
 		}
 	}

@@ -25,7 +25,13 @@ type Pool struct {
 
 	mm    matMulJob                // MatMul's arguments, so it needs no closure
 	mmRun func(worker, lo, hi int) // p.runMatMul, bound once
-	done  func() bool              // p.pendingDone, bound once
+
+	numerics Numerics
+	qa       qact                     // Fast MatMul's int8 activations
+	xb       []uint16                 // Fast MatMul's bfloat16 activations
+	roundRun func(worker, lo, hi int) // p.roundActs, bound once
+	fastRun  func(worker, lo, hi int) // p.runFast, bound once
+	done     func() bool              // p.pendingDone, bound once
 }
 
 // spinWait is how long an idle worker, or For waiting for its workers, spins
@@ -100,6 +106,7 @@ func NewPool(threads int) *Pool {
 	p := &Pool{threads: threads, scratch: make([][]float32, threads)}
 	p.caller.wake = make(chan struct{}, 1)
 	p.mmRun = p.runMatMul
+	p.roundRun, p.fastRun = p.roundActs, p.runFast
 	p.done = p.pendingDone
 	p.workers = make([]poolWorker, threads-1)
 	for i := range p.workers {
