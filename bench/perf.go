@@ -42,6 +42,7 @@ type PerfReport struct {
 	Model       string          `json:"model"`
 	Threads     int             `json:"threads"`
 	Kernels     string          `json:"kernels"`
+	Numerics    string          `json:"numerics"` // exact or fast (see compute.Numerics)
 	WeightBytes int64           `json:"weight_bytes"`
 	Prefill     []PrefillResult `json:"prefill"`
 	Decode      DecodeResult    `json:"decode"`
@@ -75,7 +76,7 @@ func Perf(ctx context.Context, b *engine.Bundle, pool *compute.Pool, opt PerfOpt
 		opt.Repeats = 1
 	}
 	c := b.Net.Config
-	rep := &PerfReport{Model: b.Name, Threads: pool.Threads(), Kernels: compute.KernelName(), WeightBytes: b.Net.WeightBytes()}
+	rep := &PerfReport{Model: b.Name, Threads: pool.Threads(), Kernels: compute.KernelName(), Numerics: b.Net.Numerics().String(), WeightBytes: b.Net.WeightBytes()}
 	for _, n := range opt.PromptTokens {
 		if n <= 0 || n >= c.MaxPositions {
 			return nil, fmt.Errorf("prompt of %d tokens: want 1 … %d", n, c.MaxPositions-1)
@@ -137,7 +138,7 @@ func Perf(ctx context.Context, b *engine.Bundle, pool *compute.Pool, opt PerfOpt
 
 // Table writes the report as a table.
 func (r *PerfReport) Table(w io.Writer) {
-	fmt.Fprintf(w, "model %s, %d threads, %s kernels, weights %.1f MB\n", r.Model, r.Threads, r.Kernels, float64(r.WeightBytes)/1e6)
+	fmt.Fprintf(w, "model %s, %d threads, %s kernels, %s numerics, weights %.1f MB\n", r.Model, r.Threads, r.Kernels, r.Numerics, float64(r.WeightBytes)/1e6)
 	fmt.Fprintf(w, "%-10s %8s %10s %10s %9s %12s\n", "phase", "tokens", "tok/s", "TTFT ms", "GFLOP/s", "KV B/token")
 	for _, p := range r.Prefill {
 		fmt.Fprintf(w, "%-10s %8d %10.1f %10.1f %9.1f %12.0f\n", "prefill", p.Tokens, p.TokPerS, p.TTFTms, p.GFLOPs, p.KVPerTok)

@@ -8,6 +8,7 @@ package compute
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // DType is how a weight matrix stores its elements.
@@ -75,6 +76,24 @@ func (m *Mat) Bytes() int64 {
 		return int64(len(m.Blocks))
 	}
 	return int64(len(m.F32)) * 4
+}
+
+// Aliases reports whether m's weights live in b's memory, that is whether m
+// was built over b without a copy.
+func (m *Mat) Aliases(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	var p unsafe.Pointer
+	switch {
+	case m.DType == F32 && len(m.F32) > 0:
+		p = unsafe.Pointer(&m.F32[0])
+	case m.DType == BF16 && len(m.BF16) > 0:
+		p = unsafe.Pointer(&m.BF16[0])
+	case len(blocksOf(m)) > 0:
+		p = unsafe.Pointer(&blocksOf(m)[0])
+	}
+	return p == unsafe.Pointer(&b[0])
 }
 
 // Row writes row i of m as float32 into dst[:m.Cols].
@@ -158,11 +177,17 @@ type matMulJob struct {
 }
 
 // MatMul computes y[t][r] = Σ_c x[t][c] · w[r][c] for n activation rows:
-// x is n × w.Cols and y is n × w.Rows, both row-major. Rows of w are split
-// across the pool's workers. In Fast numerics, activations are first
-// rounded for the weight's type (see Numerics). MatMul allocates nothing
-// once the pool's buffers have grown to the largest product.
-func (p *Pool) MatMul(y, x []float32, n int, w *Mat) { p.matMul(&kernels, y, x, n, w) }
+// x is n × w.Cols and y is n × w.Rows, both row-major, in the pool's
+// numerics (see SetNumerics). Rows of w are split across the pool's
+// workers. MatMul allocates nothing once the pool's buffers have grown to
+// the largest product.
+func (p *Pool) MatMul(y, x []float32, n int, w *Mat) { p.matMulIn(&kernels, -1, y, x, n, w) }
+
+// MatMulIn is MatMul in the given numerics, whatever the pool's: in Fast,
+// activations are first rounded for the weight's type (see Numerics).
+func (p *Pool) MatMulIn(nm Numerics, y, x []float32, n int, w *Mat) {
+	p.matMulIn(&kernels, nm, y, x, n, w)
+}
 
 // weightsShort reports whether w holds fewer weights than its shape needs.
 func weightsShort(w *Mat) bool {
@@ -194,7 +219,11 @@ func blocksOf(w *Mat) []byte {
 	return w.Blocks
 }
 
-func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
+// matMul is MatMul with the given kernels.
+func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) { p.matMulIn(ks, -1, y, x, n, w) }
+
+// matMulIn runs a product in numerics nm, or in the pool's when nm < 0.
+func (p *Pool) matMulIn(ks *kernelSet, nm Numerics, y, x []float32, n int, w *Mat) {
 	rows, cols := w.Rows, w.Cols
 	if len(x) < n*cols || len(y) < n*rows {
 		panic(fmt.Sprintf("compute.MatMul: x has %d floats, y %d, for %d × %d·%d", len(x), len(y), n, rows, cols))
@@ -211,7 +240,10 @@ func (p *Pool) matMul(ks *kernelSet, y, x []float32, n int, w *Mat) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.numerics == Fast && ks.fast(w.DType) {
+	if nm < 0 {
+		nm = p.numerics
+	}
+	if nm == Fast && ks.fast(w.DType) {
 		p.matMulFast(ks, y, x, n, w)
 		return
 	}

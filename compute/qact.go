@@ -6,7 +6,7 @@ import (
 )
 
 // Numerics is how MatMul treats activations.
-type Numerics uint8
+type Numerics int8
 
 const (
 	// Exact keeps activations in float32: quantized and bfloat16 weights
@@ -40,8 +40,8 @@ func ParseNumerics(s string) (Numerics, error) {
 	return Exact, fmt.Errorf("numerics %q: want exact or fast", s)
 }
 
-// SetNumerics sets how the pool's MatMul treats activations; a new pool
-// starts Exact.
+// SetNumerics sets how the pool's MatMul treats activations (MatMulIn
+// chooses per call); a new pool starts Exact.
 func (p *Pool) SetNumerics(n Numerics) {
 	p.mu.Lock()
 	p.numerics = n

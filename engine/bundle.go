@@ -39,7 +39,31 @@ type Options struct {
 	// (memory and the longest prompt accepted follow it); it cannot
 	// exceed the model's.
 	ContextLength int
+	// Numerics is how matrix products treat activations: "exact", "fast"
+	// (see compute.Numerics) or "auto" and "" (the default), which is fast
+	// for GGUF files, computed as llama.cpp computes them, and exact for
+	// Hugging Face folders, computed as transformers in float32 does.
+	Numerics string
 }
+
+// resolveNumerics returns the numerics opt asks for a model at path.
+func resolveNumerics(opt Options, path string) (compute.Numerics, error) {
+	switch opt.Numerics {
+	case "", "auto":
+		if isGGUF(path) {
+			return compute.Fast, nil
+		}
+		return compute.Exact, nil
+	}
+	n, err := compute.ParseNumerics(opt.Numerics)
+	if err != nil {
+		return n, fmt.Errorf("%w, or auto", err)
+	}
+	return n, nil
+}
+
+// isGGUF reports whether path names a GGUF file.
+func isGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
 
 // ErrNoChatTemplate is what ChatPrompt's error wraps when the model has no
 // chat template: a base model, which runs on raw text but cannot chat.
@@ -64,9 +88,17 @@ func OpenWith(path string, pool *compute.Pool, opt Options) (*Bundle, error) {
 	if opt.ContextLength < 0 {
 		return nil, fmt.Errorf("context length %d: want a positive number of tokens", opt.ContextLength)
 	}
+	numerics, err := resolveNumerics(opt, path)
+	if err != nil {
+		return nil, err
+	}
 	b, err := openWith(path, pool, opt)
-	if err != nil || opt.ContextLength == 0 {
-		return b, err
+	if err != nil {
+		return nil, err
+	}
+	b.Net.SetNumerics(numerics)
+	if opt.ContextLength == 0 {
+		return b, nil
 	}
 	if own := b.ContextLength(); opt.ContextLength > own {
 		b.Close()
@@ -77,7 +109,7 @@ func OpenWith(path string, pool *compute.Pool, opt Options) (*Bundle, error) {
 }
 
 func openWith(path string, pool *compute.Pool, opt Options) (*Bundle, error) {
-	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
+	if isGGUF(path) {
 		return openGGUF(path, pool, opt)
 	}
 	src := model.Source{Dir: path}

@@ -241,7 +241,7 @@ func (m *Model) logits(dst []float32, from, n int) {
 	for t := range n {
 		compute.RMSNorm(xn[t*h:(t+1)*h], m.ws.x[(from+t)*h:(from+t+1)*h], m.Norm, c.RMSNormEps, c.NormAddOne)
 	}
-	m.pool.MatMul(dst, xn, n, m.Head)
+	m.matMul(dst, xn, n, m.Head)
 	if sc := c.FinalSoftcap; sc > 0 {
 		for i, v := range dst[:n*c.VocabSize] {
 			dst[i] = sc * float32(math.Tanh(float64(v/sc)))
@@ -291,9 +291,9 @@ func (m *Model) qkv(li, n int, preRope func(t int, q []float32)) {
 	for t := range n {
 		compute.RMSNorm(ws.xn[t*h:(t+1)*h], ws.x[t*h:(t+1)*h], l.AttnNorm, c.RMSNormEps, c.NormAddOne)
 	}
-	m.pool.MatMul(ws.q, ws.xn, n, l.Q)
-	m.pool.MatMul(ws.k, ws.xn, n, l.K)
-	m.pool.MatMul(ws.v, ws.xn, n, l.V)
+	m.matMul(ws.q, ws.xn, n, l.Q)
+	m.matMul(ws.k, ws.xn, n, l.K)
+	m.matMul(ws.v, ws.xn, n, l.V)
 	for t := range n {
 		q, k, v := ws.q[t*qd:(t+1)*qd], ws.k[t*kvd:(t+1)*kvd], ws.v[t*kvd:(t+1)*kvd]
 		if l.QBias != nil {
@@ -352,7 +352,7 @@ func (m *Model) attention(steps []Step, li, n int, observed bool) {
 		window = c.SlidingWindow
 	}
 	m.attend(steps, li, n, window)
-	m.pool.MatMul(ws.xn, ws.att, n, l.O)
+	m.matMul(ws.xn, ws.att, n, l.O)
 	for t := range n {
 		o := ws.xn[t*h : (t+1)*h]
 		if l.PostAttnNorm != nil {
@@ -389,8 +389,8 @@ func (m *Model) mlp(l *Layer, n int) {
 	for t := range n {
 		compute.RMSNorm(ws.xn[t*h:(t+1)*h], ws.x[t*h:(t+1)*h], l.MLPNorm, c.RMSNormEps, c.NormAddOne)
 	}
-	m.pool.MatMul(ws.gate, ws.xn, n, l.Gate)
-	m.pool.MatMul(ws.up, ws.xn, n, l.Up)
+	m.matMul(ws.gate, ws.xn, n, l.Gate)
+	m.matMul(ws.up, ws.xn, n, l.Up)
 	gate, up := ws.gate[:n*f], ws.up[:n*f]
 	act := compute.SiLUMul
 	if c.Activation == "gelu_pytorch_tanh" {
@@ -401,7 +401,7 @@ func (m *Model) mlp(l *Layer, n int) {
 	} else {
 		m.pool.For(n, 4, func(_, lo, hi int) { act(gate[lo*f:hi*f], up[lo*f:hi*f]) })
 	}
-	m.pool.MatMul(ws.xn, gate, n, l.Down)
+	m.matMul(ws.xn, gate, n, l.Down)
 	for t := range n {
 		o := ws.xn[t*h : (t+1)*h]
 		if l.PostMLPNorm != nil {

@@ -29,15 +29,16 @@ const ggufMaxDim = 1 << 24
 // returned File's tensor Data alias it and must not be used after Close
 // (its metadata are copies and stay valid).
 //
-// Weights are used as stored where the kernels can: BF16 and F32 matrices
-// in place, F16 widened to F32, Q8_0 as Q8_0. Q4_0, Q4_1 and Q4_K
-// matrices are converted to compute.Q4 (0.75 bytes per weight), which
-// keeps every weight's value (see compute.Q4FromGGML). Other quantized
-// types (Q5_K, Q6_K, …) are dequantized to F32 at load, which costs
-// 4 bytes per weight: Q6_K's 16-element sub-blocks with 8-bit scales have
-// no exact Q8_0 or Q4 form. GGUFMatDType tells which type a matrix gets. llama.cpp's row permutation of Llama's attn_q and
-// attn_k is undone; Gemma 3's norm weights, which llama.cpp stores with 1
-// added, are used as multipliers (Config.NormAddOne is false).
+// Weights are used as stored where the kernels can: BF16, F32, Q8_0, Q4_0,
+// Q4_K and Q6_K matrices in place in the mapping (the layouts llama.cpp
+// computes on), F16 widened to F32. Q4_1 is converted to compute.Q4 (0.75
+// bytes per weight, every value kept: see compute.Q4FromGGML). Other
+// quantized types (Q5_K, Q3_K, …) are dequantized to F32 at load, at 4
+// bytes per weight. GGUFMatDType tells which type a matrix gets.
+// llama.cpp's row permutation of Llama's attn_q and attn_k is undone in a
+// copy, and the copied tensor's pages are released from memory; Gemma 3's
+// norm weights, which llama.cpp stores with 1 added, are used as
+// multipliers (Config.NormAddOne is false).
 func LoadGGUF(path string, pool *compute.Pool) (*Model, *gguf.File, error) {
 	mf, err := mmap.Open(path)
 	if err != nil {
@@ -54,7 +55,7 @@ func LoadGGUF(path string, pool *compute.Pool) (*Model, *gguf.File, error) {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m := &Model{Config: cfg, pool: pool, weights: &weights{src: Source{Dir: path}, closers: []func() error{mf.Close}}}
-	if err := m.bindGGUF(f); err != nil {
+	if err := m.bindGGUF(f, mf.Release); err != nil {
 		mf.Close()
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -348,6 +349,9 @@ type ggufBinder struct {
 	f    *gguf.File
 	used map[string]bool
 	err  error
+	// release, when set, drops a tensor's mapped pages from memory once
+	// the loader has copied it (see mmap.File.Release).
+	release func([]byte)
 }
 
 // tensor returns the named tensor checked against a PyTorch-order shape.
@@ -378,6 +382,10 @@ func (b *ggufBinder) mat(name string, rows, cols, heads int) *compute.Mat {
 	m, err := ggufMat(t, rows, cols, heads)
 	if err != nil {
 		b.err = fmt.Errorf("tensor %q: %w", name, err)
+		return m
+	}
+	if b.release != nil && !m.Aliases(t.Data) {
+		b.release(t.Data) // copied or converted: the file's bytes are not read again
 	}
 	return m
 }
@@ -402,17 +410,21 @@ func ggufMat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 		for i := range m.F32 {
 			m.F32[i] = compute.F16ToF32(binary.LittleEndian.Uint16(t.Data[2*i:]))
 		}
-	case gguf.Q4_0, gguf.Q4_1, gguf.Q4_K:
+	case gguf.Q4_1:
 		return q4Mat(t, rows, cols, heads)
-	case gguf.Q8_0:
+	case gguf.Q8_0, gguf.Q4_0, gguf.Q4_K, gguf.Q6_K:
 		raw := t.Data
 		if heads > 0 {
 			// Whole rows move, so the blocks stay intact.
-			if raw, err = gguf.UnpermuteQK(raw, rows, gguf.Q8_0.RowBytes(cols), heads); err != nil {
+			if raw, err = gguf.UnpermuteQK(raw, rows, t.Type.RowBytes(cols), heads); err != nil {
 				return nil, err
 			}
 		}
-		return q8Mat(rows, cols, raw)
+		if t.Type == gguf.Q8_0 {
+			return compute.NewQ8_0(rows, cols, raw)
+		}
+		dt, _ := GGUFMatDType(t.Type)
+		return compute.NewBlocks(dt, rows, cols, raw)
 	default:
 		if !gguf.CanDequantize(t.Type) {
 			return nil, fmt.Errorf("type %s is not supported (kvserve loads F32, F16, BF16, Q8_0, Q4_0, Q4_1 and Q4_K, and dequantizes Q5_0, Q5_1, Q8_1 and the other k-quants)", t.Type)
@@ -438,21 +450,24 @@ func GGUFMatDType(typ gguf.Type) (compute.DType, bool) {
 		return compute.BF16, true
 	case gguf.Q8_0:
 		return compute.Q8_0, true
-	case gguf.Q4_0, gguf.Q4_1, gguf.Q4_K:
+	case gguf.Q4_0:
+		return compute.Q4_0, true
+	case gguf.Q4_K:
+		return compute.Q4_K, true
+	case gguf.Q6_K:
+		return compute.Q6_K, true
+	case gguf.Q4_1:
 		return compute.Q4, true
 	}
 	return compute.F32, gguf.CanDequantize(typ)
 }
 
-// ggmlQ4 maps the GGUF types that convert exactly to compute.Q4.
-var ggmlQ4 = map[gguf.Type]compute.GGMLQ4{gguf.Q4_0: compute.GGMLQ4_0, gguf.Q4_1: compute.GGMLQ4_1, gguf.Q4_K: compute.GGMLQ4_K}
-
-// q4Mat converts a Q4_0, Q4_1 or Q4_K tensor to a Q4 matrix (a copy, 24
-// bytes per 32 weights), un-permuting q/k rows when heads > 0.
+// q4Mat converts a Q4_1 tensor to a Q4 matrix (a copy, 24 bytes per 32
+// weights, every value kept), un-permuting q/k rows when heads > 0.
 func q4Mat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 	rb := compute.Q4RowBytes(cols)
 	raw := make([]byte, rows*rb)
-	if err := compute.Q4FromGGML(ggmlQ4[t.Type], raw, t.Data); err != nil {
+	if err := compute.Q4FromGGML(compute.GGMLQ4_1, raw, t.Data); err != nil {
 		return nil, err
 	}
 	if heads > 0 {
@@ -462,11 +477,6 @@ func q4Mat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 		}
 	}
 	return compute.NewQ4(rows, cols, raw)
-}
-
-// q8Mat wraps Q8_0 rows (34 bytes per 32 weights) as a matrix, in place.
-func q8Mat(rows, cols int, raw []byte) (*compute.Mat, error) {
-	return compute.NewQ8_0(rows, cols, raw)
 }
 
 // vec returns a 1-D tensor as float32 (a copy). With heads > 0 it is a
@@ -488,9 +498,9 @@ func (b *ggufBinder) vec(name string, n, heads int) []float32 {
 }
 
 // bindGGUF fills the model's weights from the file's tensors.
-func (m *Model) bindGGUF(f *gguf.File) error {
+func (m *Model) bindGGUF(f *gguf.File, release func([]byte)) error {
 	c := m.Config
-	b := &ggufBinder{f: f, used: map[string]bool{}}
+	b := &ggufBinder{f: f, used: map[string]bool{}, release: release}
 	h, qd, kvd := c.HiddenSize, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	qHeads, kHeads := 0, 0
 	if c.Family == Llama { // convert_hf_to_gguf.py permutes Llama's q and k

@@ -625,7 +625,7 @@ func TestGGUFQuantTypes(t *testing.T) {
 			got, want *compute.Mat
 			dtype     compute.DType
 			tol       float64
-		}{{"q", l.Q, r.Q, compute.F32, 1e-2}, {"k", l.K, r.K, compute.Q8_0, 0}, {"up", l.Up, r.Up, compute.Q4, 0}, {"down", l.Down, r.Down, compute.F32, 0}, {"v", l.V, r.V, compute.BF16, 0}} {
+		}{{"q", l.Q, r.Q, compute.F32, 1e-2}, {"k", l.K, r.K, compute.Q8_0, 0}, {"up", l.Up, r.Up, compute.Q4_0, 0}, {"down", l.Down, r.Down, compute.F32, 0}, {"v", l.V, r.V, compute.BF16, 0}} {
 			if c.got.DType != c.dtype {
 				t.Errorf("layer %d %s: %v, want %v", i, c.name, c.got.DType, c.dtype)
 			}

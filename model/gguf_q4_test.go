@@ -48,10 +48,10 @@ func randGGMLBlocks(rng *rand.Rand, typ gguf.Type, nb int) []byte {
 	return out
 }
 
-// TestQ4FromGGMLExact converts random Q4_0, Q4_1 and Q4_K blocks to
-// compute.Q4 and checks that both kernel sets widen them to exactly the
-// values of gguf's dequantizers: the same bits, except that a Q4_0 zero
-// may be +0 where ggml gives −0.
+// TestQ4FromGGMLExact loads random Q4_0, Q4_1 and Q4_K blocks as matrices
+// (Q4_0 and Q4_K in their own blocks, Q4_1 converted to compute.Q4) and
+// checks that both kernel sets widen them to exactly the values of gguf's
+// dequantizers: the same bits, except that a zero may have the other sign.
 func TestQ4FromGGMLExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(101, 102))
 	for _, typ := range []gguf.Type{gguf.Q4_0, gguf.Q4_1, gguf.Q4_K} {
@@ -62,11 +62,11 @@ func TestQ4FromGGMLExact(t *testing.T) {
 		if err := gguf.DequantizeRow(typ, src, want); err != nil {
 			t.Fatal(err)
 		}
-		w, err := q4Mat(&gguf.Tensor{Name: "w", Type: typ, Data: src}, rows, cols, 0)
+		w, err := ggufMat(&gguf.Tensor{Name: "w", Type: typ, Data: src}, rows, cols, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if dt, ok := GGUFMatDType(typ); w.DType != compute.Q4 || dt != compute.Q4 || !ok {
+		if dt, ok := GGUFMatDType(typ); w.DType != dt || !ok {
 			t.Fatalf("%s: matrix is %v, GGUFMatDType says %v", typ, w.DType, dt)
 		}
 		for _, generic := range []bool{true, false} {
@@ -78,7 +78,7 @@ func TestQ4FromGGMLExact(t *testing.T) {
 				if math.Float32bits(g) == math.Float32bits(want[i]) {
 					continue
 				}
-				if typ == gguf.Q4_0 && g == 0 && want[i] == 0 {
+				if g == 0 && want[i] == 0 {
 					zeros++
 					continue
 				}
@@ -152,8 +152,8 @@ func quantizeQ4K(v []float32) []byte {
 // whose rows are 1024 long, as Q4_K; the 384-long others, embeddings
 // included, as Q4_0, as llama.cpp does where rows are no multiple of 256)
 // and writes two GGUF files: the 4-bit one, and a twin with the same
-// weights dequantized to F32. The 4-bit model must load as compute.Q4 with
-// the twin's weights exactly and give the twin's logits to float32
+// weights dequantized to F32. The 4-bit model must load in its own blocks
+// (compute.Q4_0 and compute.Q4_K) with the twin's weights exactly and give the twin's logits to float32
 // rounding, in prefill (q4ToF32 and the GEMM) and decode (dotQ4; with the
 // AVX2 set the very bits, as dotQ4 sums in the F32 dot's order). How far
 // 4 bits take tinychat from BF16 is logged, not checked.
@@ -220,8 +220,8 @@ func TestGGUFQ4Tinychat(t *testing.T) {
 	ms, fms := mats(qm), mats(fm)
 	var q4Bytes, f32Bytes int64
 	for n, m := range ms {
-		if m.DType != compute.Q4 {
-			t.Fatalf("matrix %s is %v, want q4", n, m.DType)
+		if m.DType != compute.Q4_0 && m.DType != compute.Q4_K {
+			t.Fatalf("matrix %s is %v, want q4_0 or q4_k", n, m.DType)
 		}
 		if d := maxAbsDiff(matF32(m), matF32(fms[n])); d != 0 {
 			t.Fatalf("matrix %s differs from its F32 twin by %g", n, d)
@@ -237,13 +237,13 @@ func TestGGUFQ4Tinychat(t *testing.T) {
 	readJSON(t, "testdata/tinychat/golden.json", &golden)
 	for _, g := range golden[:2] {
 		t.Run(g.Name, func(t *testing.T) {
-			// Prefill: the layers widen exactly and share the twin's GEMM;
-			// the head's one row of last logits takes dotQ4.
+			// Prefill: the layers widen exactly and share the twin's GEMM,
+			// as does the head's one row of last logits.
 			got, want := lastLogits(t, qm, g.InputIDs), lastLogits(t, fm, g.InputIDs)
 			if d := maxAbsDiff(got, want) / maxAbs(want); d > 1e-5 {
 				t.Errorf("prefill logits differ from the F32 twin's by %.2g of their largest", d)
 			}
-			// Decode: dotQ4 against the twin's F32 kernels.
+			// Decode: rows widened a few at a time against the twin's F32 kernels.
 			const steps = 12
 			qc, fc := qm.NewCache(), fm.NewCache()
 			ql, _ := qm.Forward(qc, g.InputIDs, LastLogits)
@@ -287,8 +287,8 @@ func TestGGUFMatDType(t *testing.T) {
 		ok   bool
 	}{
 		{gguf.F32, compute.F32, true}, {gguf.F16, compute.F32, true}, {gguf.BF16, compute.BF16, true},
-		{gguf.Q8_0, compute.Q8_0, true}, {gguf.Q4_0, compute.Q4, true}, {gguf.Q4_1, compute.Q4, true},
-		{gguf.Q4_K, compute.Q4, true}, {gguf.Q6_K, compute.F32, true}, {gguf.Q5_K, compute.F32, true},
+		{gguf.Q8_0, compute.Q8_0, true}, {gguf.Q4_0, compute.Q4_0, true}, {gguf.Q4_1, compute.Q4, true},
+		{gguf.Q4_K, compute.Q4_K, true}, {gguf.Q6_K, compute.Q6_K, true}, {gguf.Q5_K, compute.F32, true},
 		{gguf.IQ4_NL, compute.F32, false},
 	} {
 		if got, ok := GGUFMatDType(c.typ); got != c.want || ok != c.ok {

@@ -38,12 +38,26 @@ type Model struct {
 	Norm   []float32
 	Head   *compute.Mat // vocab × hidden; Embed when tied
 
-	pool    *compute.Pool
-	weights *weights
-	ropes   []*ropeTable // distinct RoPE variants (two in Gemma 3)
+	pool     *compute.Pool
+	numerics compute.Numerics // how matrix products round activations
+	weights  *weights
+	ropes    []*ropeTable // distinct RoPE variants (two in Gemma 3)
 
 	mu sync.Mutex // guards ws: one forward pass at a time
 	ws workspace
+}
+
+// SetNumerics sets how the model's matrix products treat activations (see
+// compute.Numerics); a loaded model starts Exact. Call it before the first
+// forward pass.
+func (m *Model) SetNumerics(n compute.Numerics) { m.numerics = n }
+
+// Numerics returns the model's numerics.
+func (m *Model) Numerics() compute.Numerics { return m.numerics }
+
+// matMul runs one matrix product on the model's pool in its numerics.
+func (m *Model) matMul(y, x []float32, n int, w *compute.Mat) {
+	m.pool.MatMulIn(m.numerics, y, x, n, w)
 }
 
 // Load reads config.json and the safetensors weights of a model folder.

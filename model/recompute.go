@@ -150,7 +150,7 @@ func (m *Model) recomputeLayer(steps []Step, li, n int, sel Recompute) (int, err
 		window = c.SlidingWindow
 	}
 	m.attend(steps, li, n, window)
-	m.pool.MatMul(ws.xn, ws.att, n, l.O)
+	m.matMul(ws.xn, ws.att, n, l.O)
 	for t := range n {
 		o := ws.xn[t*h : (t+1)*h]
 		if l.PostAttnNorm != nil {

@@ -15,6 +15,7 @@ import (
 type modelFlags struct {
 	dir          *string
 	threads      *int
+	numerics     *string
 	chatTemplate *string // set by addChatTemplate, for commands that chat
 }
 
@@ -32,15 +33,23 @@ func (m modelFlags) options() engine.Options {
 	if m.chatTemplate != nil {
 		o.ChatTemplateFile = *m.chatTemplate
 	}
+	o.Numerics = *m.numerics
 	return o
 }
 
 func addModelFlags(fs *flag.FlagSet) modelFlags {
 	return modelFlags{
-		dir:     fs.String("model", "", "Hugging Face model folder or .gguf file (default: the bundled tinychat)"),
-		threads: fs.Int("threads", 0, "worker threads (0: one per CPU)"),
+		dir:      fs.String("model", "", "Hugging Face model folder or .gguf file (default: the bundled tinychat)"),
+		threads:  fs.Int("threads", 0, "worker threads (0: one per CPU)"),
+		numerics: fs.String("numerics", "auto", numericsUsage),
 	}
 }
+
+// numericsUsage is the help of --numerics; README's "Numerics" section
+// gives the measured reasons for the default.
+const numericsUsage = "how matrix products treat activations. exact: float32, weights widened exactly (transformers' fp32 numerics; the golden tests). " +
+	"fast: rounded as llama.cpp does, to int8 per block of 32 against Q8_0/Q4_0/Q4_K/Q6_K weights and to bf16 against BF16 weights, " +
+	"for integer and bf16 dot-product instructions. auto: fast for .gguf files, exact for Hugging Face folders"
 
 // open starts a worker pool and loads the model; close releases both.
 func (m modelFlags) open() (b *engine.Bundle, pool *compute.Pool, closeAll func(), err error) {

@@ -36,6 +36,7 @@ type serveOptions struct {
 	port             int
 	maxBatch, queue  int
 	prefill, threads int
+	numerics         string
 	kvMemory         int64
 	kvFormat         kvcache.Format
 	shutdown         time.Duration
@@ -92,6 +93,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	kvFormat := fs.String("kv-format", "f32", "how the KV cache stores keys and values: f32 or bf16")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long running requests may finish after SIGINT or SIGTERM")
 	fs.IntVar(&o.threads, "threads", 0, "worker threads (0: one per CPU)")
+	fs.StringVar(&o.numerics, "numerics", "auto", numericsUsage)
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text (durations in seconds)")
 	logLevel := fs.String("log-level", "info", "least severe log level written: debug, info, warn or error (4xx answers log at warn, 5xx at error)")
 	fs.DurationVar(&o.statsEvery, "stats-interval", 10*time.Second, "how often a busy server logs a stats line (running, waiting, tokens/s, KV use, prefix hits); 0 turns it off")
@@ -311,7 +313,7 @@ type servedModel struct {
 // openServed loads one model and starts its scheduler with its share of
 // the KV budget.
 func openServed(ctx context.Context, spec modelSpec, o serveOptions, pool *compute.Pool, log *slog.Logger, budget int64) (*servedModel, error) {
-	b, err := engine.OpenWith(spec.path, pool, engine.Options{ChatTemplateFile: o.chatTemplate, ContextLength: o.ctxSize})
+	b, err := engine.OpenWith(spec.path, pool, engine.Options{ChatTemplateFile: o.chatTemplate, ContextLength: o.ctxSize, Numerics: o.numerics})
 	if err != nil {
 		if spec.path != "" {
 			return nil, fmt.Errorf("model %s: %w", spec.path, err)

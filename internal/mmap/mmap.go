@@ -5,6 +5,7 @@ package mmap
 import (
 	"fmt"
 	"os"
+	"unsafe"
 )
 
 // File is a read-only mapping of a whole file.
@@ -45,6 +46,27 @@ func Open(path string) (*File, error) {
 // Bytes returns the file's contents. The slice is valid until Close and must
 // not be written to.
 func (f *File) Bytes() []byte { return f.data }
+
+// Release tells the system that b, a sub-slice of Bytes, will not be read
+// again: the whole pages inside it leave the process's resident memory
+// (they would be read back from the file if touched). A loader calls it
+// after copying a tensor into another layout. It does nothing where the
+// file was read rather than mapped, or when b is not part of the mapping.
+func (f *File) Release(b []byte) {
+	if f == nil || !f.mapped || len(b) == 0 || len(f.data) == 0 {
+		return
+	}
+	base, p := uintptr(unsafe.Pointer(&f.data[0])), uintptr(unsafe.Pointer(&b[0]))
+	if p < base || p-base+uintptr(len(b)) > uintptr(len(f.data)) {
+		return
+	}
+	page := uintptr(os.Getpagesize()) // the mapping starts on a page
+	lo := (p - base + page - 1) &^ (page - 1)
+	hi := (p - base + uintptr(len(b))) &^ (page - 1)
+	if hi > lo {
+		release(f.data[lo:hi])
+	}
+}
 
 // Close unmaps the file. Slices obtained from Bytes must not be used after.
 func (f *File) Close() error {

@@ -5,6 +5,8 @@ package mmap
 import (
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 func mapFile(f *os.File, size int) ([]byte, bool, error) {
@@ -16,3 +18,6 @@ func mapFile(f *os.File, size int) ([]byte, bool, error) {
 }
 
 func unmap(data []byte) error { return syscall.Munmap(data) }
+
+// release drops the pages of b from memory; errors only mean they stay.
+func release(b []byte) { _ = unix.Madvise(b, unix.MADV_DONTNEED) }
