@@ -11,7 +11,7 @@ import (
 
 // ggufType is the GGUF type of each block DType, for checking kvserve's
 // kernels against the gguf package's dequantizers.
-var ggufType = map[DType]gguf.Type{Q8_0: gguf.Q8_0, Q4_0: gguf.Q4_0, Q4_K: gguf.Q4_K, Q6_K: gguf.Q6_K}
+var ggufType = map[DType]gguf.Type{Q8_0: gguf.Q8_0, Q4_0: gguf.Q4_0, Q5_0: gguf.Q5_0, Q4_K: gguf.Q4_K, Q6_K: gguf.Q6_K}
 
 // randHalfScale returns a float16 scale mostly between 2^-10 and 1, now and
 // then zero, negative or subnormal.
@@ -42,7 +42,7 @@ func randBlocks(rng *rand.Rand, dt DType, rows, cols int) []byte {
 	put := func(b []byte) { h := randHalfScale(rng); b[0], b[1] = byte(h), byte(h>>8) }
 	for b := 0; b < len(raw); b += bb {
 		switch dt {
-		case Q4_0:
+		case Q4_0, Q5_0:
 			put(raw[b:])
 		case Q4_K:
 			put(raw[b:])
@@ -73,7 +73,7 @@ func blockMat(t *testing.T, dt DType, rows, cols int, raw []byte) *Mat {
 func TestWidenMatchesGGUF(t *testing.T) {
 	rng := rand.New(rand.NewPCG(81, 82))
 	for _, ks := range allSets() {
-		for _, dt := range []DType{Q8_0, Q4_0, Q4_K, Q6_K} {
+		for _, dt := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q6_K} {
 			for _, cols := range []int{256, 512, 2048} {
 				raw := randBlocks(rng, dt, 3, cols)
 				want := make([]float32, 3*cols)
@@ -131,7 +131,7 @@ func TestMatMulFast(t *testing.T) {
 		defer p.Close()
 		p.SetNumerics(Fast)
 		for _, ks := range allSets() {
-			for _, dt := range []DType{Q8_0, Q4_0, Q4_K, Q6_K, BF16} {
+			for _, dt := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q6_K, BF16} {
 				for _, s := range shapes {
 					name := fmt.Sprintf("%d threads, %s, %v %d×%d, n=%d", threads, ks.name, dt, s.rows, s.cols, s.n)
 					var w *Mat
@@ -183,7 +183,7 @@ func TestMatMulExactBlocks(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
 	for _, ks := range allSets() {
-		for _, dt := range []DType{Q4_0, Q4_K, Q6_K} {
+		for _, dt := range []DType{Q4_0, Q5_0, Q4_K, Q6_K} {
 			for _, n := range []int{1, 3, 9, 70} {
 				rows, cols := 37, 512
 				raw := randBlocks(rng, dt, rows, cols)

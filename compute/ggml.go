@@ -1,6 +1,9 @@
 package compute
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // ggml block layouts that kvserve keeps as they are in a GGUF file, so a
 // mapped file is used in place and the same bytes give the same speed
@@ -8,6 +11,9 @@ import "fmt"
 //
 //	Q4_0: 32 elements in 18 bytes: half d | qs[16]. Element j is the low
 //	      nibble of qs[j] and element j+16 its high nibble; value d·(q−8).
+//	Q5_0: 32 elements in 22 bytes: half d | qh (little-endian uint32) |
+//	      qs[16]. Nibbles as in Q4_0; element j's fifth bit is bit j of
+//	      qh; value d·(q−16).
 //	Q4_K: 256 elements in 144 bytes: half d | half dmin | scales[12] |
 //	      qs[128]. Eight sub-blocks of 32 with 6-bit scales and mins
 //	      (q4kScaleMin in q4.go); each 64 elements use 32 qs bytes, the first 32
@@ -25,6 +31,7 @@ import "fmt"
 // in ggerganov/llama.cpp); the code here is kvserve's.
 const (
 	Q4_0Block, Q4_0BlockBytes = 32, 18
+	Q5_0BlockBytes            = 22  // 32 elements
 	QKBlock                   = 256 // elements per Q4_K or Q6_K block
 	Q4KBlockBytes             = 144
 	Q6KBlockBytes             = 210
@@ -39,6 +46,8 @@ func blockShape(dt DType) (elems, bytes int) {
 		return Q4Block, Q4BlockBytes
 	case Q4_0:
 		return Q4_0Block, Q4_0BlockBytes
+	case Q5_0:
+		return Q4_0Block, Q5_0BlockBytes
 	case Q4_K:
 		return QKBlock, Q4KBlockBytes
 	case Q6_K:
@@ -48,7 +57,7 @@ func blockShape(dt DType) (elems, bytes int) {
 }
 
 // RowBytes returns the bytes of one row of cols elements of a block type
-// (Q8_0, Q4, Q4_0, Q4_K, Q6_K), cols a multiple of its block, or 0 for
+// (Q8_0, Q4, Q4_0, Q5_0, Q4_K, Q6_K), cols a multiple of its block, or 0 for
 // other types.
 func RowBytes(dt DType, cols int) int {
 	e, b := blockShape(dt)
@@ -58,13 +67,13 @@ func RowBytes(dt DType, cols int) int {
 	return cols / e * b
 }
 
-// NewBlocks returns a rows × cols matrix of a ggml block type (Q4_0, Q4_K
-// or Q6_K) over raw, the blocks of its rows in order. cols must be a
+// NewBlocks returns a rows × cols matrix of a ggml block type (Q4_0, Q5_0,
+// Q4_K or Q6_K) over raw, the blocks of its rows in order. cols must be a
 // multiple of the type's block and raw exactly rows·RowBytes long. The
 // matrix keeps raw without copying, so raw may be a mapped file.
 func NewBlocks(dt DType, rows, cols int, raw []byte) (*Mat, error) {
 	switch dt {
-	case Q4_0, Q4_K, Q6_K:
+	case Q4_0, Q5_0, Q4_K, Q6_K:
 	default:
 		return nil, fmt.Errorf("compute: NewBlocks of %v: not a ggml block type", dt)
 	}
@@ -91,6 +100,28 @@ func q4_0ToF32Generic(dst []float32, src []byte) {
 		for j, q := range blk[2:] {
 			out[j] = d * float32(int(q&15)-8)
 			out[j+16] = d * float32(int(q>>4)-8)
+		}
+	}
+}
+
+// q5Code returns the 5-bit code (0…31) of element i < 32 of a Q5_0 block.
+func q5Code(blk []byte, i int) int {
+	qh := binary.LittleEndian.Uint32(blk[2:])
+	lo := blk[6+i%16]
+	if i >= 16 {
+		lo >>= 4
+	}
+	return int(lo&15) | int(qh>>i&1)<<4
+}
+
+func q5_0ToF32Generic(dst []float32, src []byte) {
+	nb := len(dst) / Q4_0Block
+	src = src[:nb*Q5_0BlockBytes]
+	for b := range nb {
+		blk := src[b*Q5_0BlockBytes : (b+1)*Q5_0BlockBytes]
+		d := f16At(blk)
+		for i := range Q4_0Block {
+			dst[b*Q4_0Block+i] = float32(q5Code(blk, i)-16) * d
 		}
 	}
 }

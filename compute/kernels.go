@@ -58,17 +58,17 @@ type kernelSet struct {
 	// q4ToF32 dequantizes len(dst)/32 Q4 blocks of src into dst, exactly.
 	q4ToF32 func(dst []float32, src []byte)
 
-	// q4_0ToF32, q4kToF32 and q6kToF32 dequantize whole ggml blocks of
-	// src into dst[:len(dst)], exactly (see ggml.go).
-	q4_0ToF32, q4kToF32, q6kToF32 func(dst []float32, src []byte)
+	// q4_0ToF32, q5_0ToF32, q4kToF32 and q6kToF32 dequantize whole ggml
+	// blocks of src into dst[:len(dst)], exactly (see ggml.go).
+	q4_0ToF32, q5_0ToF32, q4kToF32, q6kToF32 func(dst []float32, src []byte)
 
 	// Fast numerics (see Numerics and qmat.go).
 	// quantizeAct rounds rows [lo, hi) of x into a.
 	quantizeAct func(a *qact, x []float32, lo, hi int)
 	// f32ToBF16 rounds float32 to bfloat16, to nearest even.
-	f32ToBF16                          func(dst []uint16, src []float32)
-	matQ8_0, matQ4_0, matQ4_K, matQ6_K matQFunc
-	matBF16Fast                        matBF16Func
+	f32ToBF16                                   func(dst []uint16, src []float32)
+	matQ8_0, matQ4_0, matQ5_0, matQ4_K, matQ6_K matQFunc
+	matBF16Fast                                 matBF16Func
 }
 
 // widen returns the kernel that dequantizes blocks of dt to float32.
@@ -80,6 +80,8 @@ func (ks *kernelSet) widen(dt DType) func(dst []float32, src []byte) {
 		return ks.q4ToF32
 	case Q4_0:
 		return ks.q4_0ToF32
+	case Q5_0:
+		return ks.q5_0ToF32
 	case Q4_K:
 		return ks.q4kToF32
 	case Q6_K:
@@ -95,6 +97,8 @@ func (ks *kernelSet) matQ(dt DType) matQFunc {
 		return ks.matQ8_0
 	case Q4_0:
 		return ks.matQ4_0
+	case Q5_0:
+		return ks.matQ5_0
 	case Q4_K:
 		return ks.matQ4_K
 	case Q6_K:
@@ -137,6 +141,7 @@ var generic = kernelSet{
 	q4ToF32: q4ToF32Generic,
 
 	q4_0ToF32: q4_0ToF32Generic,
+	q5_0ToF32: q5_0ToF32Generic,
 	q4kToF32:  q4kToF32Generic,
 	q6kToF32:  q6kToF32Generic,
 
@@ -144,6 +149,7 @@ var generic = kernelSet{
 	f32ToBF16:   F32ToBF16,
 	matQ8_0:     matQ8_0Generic,
 	matQ4_0:     matQ4_0Generic,
+	matQ5_0:     matQ5_0Generic,
 	matQ4_K:     matQ4KGeneric,
 	matQ6_K:     matQ6KGeneric,
 	matBF16Fast: matBF16FastGeneric,

@@ -56,6 +56,7 @@ var avx2 = kernelSet{
 	q4ToF32: q4ToF32AVX2Go,
 
 	q4_0ToF32: q4_0ToF32Generic,
+	q5_0ToF32: q5_0ToF32Generic,
 	q4kToF32:  q4kToF32Generic,
 	q6kToF32:  q6kToF32Generic,
 
@@ -63,6 +64,7 @@ var avx2 = kernelSet{
 	f32ToBF16:   F32ToBF16,
 	matQ8_0:     matQ8_0Generic,
 	matQ4_0:     matQ4_0Generic,
+	matQ5_0:     matQ5_0Generic,
 	matQ4_K:     matQ4KGeneric,
 	matQ6_K:     matQ6KGeneric,
 	matBF16Fast: matBF16FastGeneric,

@@ -23,6 +23,7 @@ const (
 	Q4_0              // ggml Q4_0: blocks of 32 4-bit codes with one float16 scale (see ggml.go)
 	Q4_K              // ggml Q4_K: super-blocks of 256 4-bit codes with 6-bit sub-block scales and mins
 	Q6_K              // ggml Q6_K: super-blocks of 256 6-bit codes with int8 sub-block scales
+	Q5_0              // ggml Q5_0: blocks of 32 5-bit codes with one float16 scale
 )
 
 // String returns the type's short name, such as "bf16".
@@ -42,6 +43,8 @@ func (d DType) String() string {
 		return "q4_k"
 	case Q6_K:
 		return "q6_k"
+	case Q5_0:
+		return "q5_0"
 	}
 	return fmt.Sprintf("dtype(%d)", d)
 }
@@ -58,7 +61,7 @@ type Mat struct {
 	Q8 []byte
 	// Q4 holds the blocks of a Q4 matrix, row after row: see NewQ4.
 	Q4 []byte
-	// Blocks holds the ggml blocks of a Q4_0, Q4_K or Q6_K matrix, row
+	// Blocks holds the ggml blocks of a Q4_0, Q5_0, Q4_K or Q6_K matrix, row
 	// after row, as the GGUF file stores them: see NewBlocks.
 	Blocks []byte
 }
@@ -72,7 +75,7 @@ func (m *Mat) Bytes() int64 {
 		return int64(len(m.Q8))
 	case Q4:
 		return int64(len(m.Q4))
-	case Q4_0, Q4_K, Q6_K:
+	case Q4_0, Q4_K, Q6_K, Q5_0:
 		return int64(len(m.Blocks))
 	}
 	return int64(len(m.F32)) * 4
@@ -107,7 +110,7 @@ func (m *Mat) Row(i int, dst []float32) {
 	case Q4:
 		rb := Q4RowBytes(m.Cols)
 		kernels.q4ToF32(dst[:m.Cols], m.Q4[i*rb:(i+1)*rb])
-	case Q4_0, Q4_K, Q6_K:
+	case Q4_0, Q4_K, Q6_K, Q5_0:
 		rb := RowBytes(m.DType, m.Cols)
 		kernels.widen(m.DType)(dst[:m.Cols], m.Blocks[i*rb:(i+1)*rb])
 	default:
@@ -201,7 +204,7 @@ func weightsShort(w *Mat) bool {
 		return cols%Q8Block != 0 || len(w.Q8) < rows*q8RowBytes(cols)
 	case Q4:
 		return cols%Q4Block != 0 || len(w.Q4) < rows*Q4RowBytes(cols)
-	case Q4_0, Q4_K, Q6_K:
+	case Q4_0, Q4_K, Q6_K, Q5_0:
 		e, _ := blockShape(w.DType)
 		return cols%e != 0 || len(w.Blocks) < rows*RowBytes(w.DType, cols)
 	}
@@ -331,7 +334,7 @@ func (p *Pool) gemvExact(worker, lo, hi int) {
 	for r := lo; r < hi; r += chunk {
 		r1 := min(hi, r+chunk)
 		switch w.DType {
-		case Q4_0, Q4_K, Q6_K: // no fused kernel: widen a few rows at a time
+		case Q4_0, Q4_K, Q6_K, Q5_0: // no fused kernel: widen a few rows at a time
 			const few = 4
 			buf := p.Scratch(worker, few*cols)
 			for r0 := r; r0 < r1; r0 += few {

@@ -57,6 +57,28 @@ func matQ4_0Generic(y []float32, ldy int, w []byte, rows int, a *qact, ntok int)
 	}
 }
 
+func matQ5_0Generic(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
+	cols := a.cols
+	rb := RowBytes(Q5_0, cols)
+	for r := range rows {
+		row := w[r*rb : (r+1)*rb]
+		for t := range ntok {
+			var sum float32
+			for b := 0; b < cols/Q4_0Block; b++ {
+				blk := row[b*Q5_0BlockBytes : (b+1)*Q5_0BlockBytes]
+				e := t*cols + b*Q4_0Block
+				var s int32
+				for i := range Q4_0Block {
+					s += int32(q5Code(blk, i)) * int32(a.q[e+i])
+				}
+				s -= 16 * (a.s[e/16] + a.s[e/16+1])
+				sum += f16At(blk) * a.d[e/ActBlock] * float32(s)
+			}
+			y[t*ldy+r] = sum
+		}
+	}
+}
+
 func matQ4KGeneric(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
 	cols := a.cols
 	rb := RowBytes(Q4_K, cols)

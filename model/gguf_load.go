@@ -30,10 +30,10 @@ const ggufMaxDim = 1 << 24
 // (its metadata are copies and stay valid).
 //
 // Weights are used as stored where the kernels can: BF16, F32, Q8_0, Q4_0,
-// Q4_K and Q6_K matrices in place in the mapping (the layouts llama.cpp
+// Q5_0, Q4_K and Q6_K matrices in place in the mapping (the layouts llama.cpp
 // computes on), F16 widened to F32. Q4_1 is converted to compute.Q4 (0.75
 // bytes per weight, every value kept: see compute.Q4FromGGML). Other
-// quantized types (Q5_K, Q3_K, …) are dequantized to F32 at load, at 4
+// quantized types (Q5_1, Q5_K, Q3_K, …) are dequantized to F32 at load, at 4
 // bytes per weight. GGUFMatDType tells which type a matrix gets.
 // llama.cpp's row permutation of Llama's attn_q and attn_k is undone in a
 // copy, and the copied tensor's pages are released from memory; Gemma 3's
@@ -412,7 +412,7 @@ func ggufMat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 		}
 	case gguf.Q4_1:
 		return q4Mat(t, rows, cols, heads)
-	case gguf.Q8_0, gguf.Q4_0, gguf.Q4_K, gguf.Q6_K:
+	case gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_K, gguf.Q6_K:
 		raw := t.Data
 		if heads > 0 {
 			// Whole rows move, so the blocks stay intact.
@@ -427,7 +427,7 @@ func ggufMat(t *gguf.Tensor, rows, cols, heads int) (*compute.Mat, error) {
 		return compute.NewBlocks(dt, rows, cols, raw)
 	default:
 		if !gguf.CanDequantize(t.Type) {
-			return nil, fmt.Errorf("type %s is not supported (kvserve loads F32, F16, BF16, Q8_0, Q4_0, Q4_1 and Q4_K, and dequantizes Q5_0, Q5_1, Q8_1 and the other k-quants)", t.Type)
+			return nil, fmt.Errorf("type %s is not supported (kvserve loads F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_1, Q4_K and Q6_K, and dequantizes Q5_1, Q8_1 and the other k-quants)", t.Type)
 		}
 		m.DType = compute.F32
 		m.F32 = make([]float32, rows*cols)
@@ -452,6 +452,8 @@ func GGUFMatDType(typ gguf.Type) (compute.DType, bool) {
 		return compute.Q8_0, true
 	case gguf.Q4_0:
 		return compute.Q4_0, true
+	case gguf.Q5_0:
+		return compute.Q5_0, true
 	case gguf.Q4_K:
 		return compute.Q4_K, true
 	case gguf.Q6_K:

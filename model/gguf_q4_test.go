@@ -288,7 +288,7 @@ func TestGGUFMatDType(t *testing.T) {
 	}{
 		{gguf.F32, compute.F32, true}, {gguf.F16, compute.F32, true}, {gguf.BF16, compute.BF16, true},
 		{gguf.Q8_0, compute.Q8_0, true}, {gguf.Q4_0, compute.Q4_0, true}, {gguf.Q4_1, compute.Q4, true},
-		{gguf.Q4_K, compute.Q4_K, true}, {gguf.Q6_K, compute.Q6_K, true}, {gguf.Q5_K, compute.F32, true},
+		{gguf.Q4_K, compute.Q4_K, true}, {gguf.Q6_K, compute.Q6_K, true}, {gguf.Q5_0, compute.Q5_0, true}, {gguf.Q5_K, compute.F32, true},
 		{gguf.IQ4_NL, compute.F32, false},
 	} {
 		if got, ok := GGUFMatDType(c.typ); got != c.want || ok != c.ok {

@@ -62,7 +62,7 @@ type inspectTensor struct {
 	Shape []int  `json:"shape"` // outermost first, as PyTorch writes it
 	Bytes int64  `json:"bytes"`
 	// Load is the storage type kvserve keeps a GGUF matrix in once loaded
-	// ("q4" for Q4_0, Q4_1 and Q4_K, "f32" for types it dequantizes).
+	// (its own blocks for Q8_0, Q4_0, Q5_0, Q4_K and Q6_K, "q4" for Q4_1, "f32" for types it dequantizes).
 	Load string `json:"load,omitempty"`
 }
 
