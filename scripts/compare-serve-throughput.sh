@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Token throughput of one client against eight, kvserve and llama.cpp's
 # llama-server side by side on the same machine: a fresh server per run,
-# both on the same threads, the same conversations (the first turn of
-# --conversations records of dev.jsonl, context cut to about 500 tokens,
-# 64 tokens generated each, greedy, ignore_eos).
+# both on the same threads, the same model file, the same conversations
+# (the first turn of $CONVERSATIONS records of dev.jsonl, context cut to
+# about $CONTEXT_TOKENS tokens, $MAX_TOKENS tokens generated each, greedy,
+# ignore_eos). Defaults: tinychat's BF16 GGUF, 16 conversations, 500 and
+# 64 (prefill-heavy). Issue 13's decode-heavy load on the 1B body:
+#
+#   GGUF=/tmp/kvserve-bench/llama-1b-q8_0.gguf CONTEXT_TOKENS=1 MAX_TOKENS=128 \
+#   LLAMA_SERVER=/path/to/llama-server scripts/compare-serve-throughput.sh 2 2
+#
+# (CONTEXT_TOKENS=1 leaves prompts of about 35 tokens: the system prompt,
+# the question and the chat template.)
 #
 #   LLAMA_SERVER=/path/to/llama-server scripts/compare-serve-throughput.sh [threads] [repeats]
 #
@@ -18,8 +26,8 @@ gguf=${GGUF:-../shared/models/gguf/tinychat-bf16.gguf}
 port=${PORT:-18650}
 bin=${KVSERVE:-/tmp/kvserve-compare}
 [ -n "${KVSERVE:-}" ] || go build -o "$bin" ./cmd/kvserve
-load="--data bench/testdata/dev.jsonl --url http://127.0.0.1:$port --lengths 1000 --context-tokens 500
-      --max-tokens 64 --ignore-eos --turns 1 --conversations ${CONVERSATIONS:-16}"
+load="--data bench/testdata/dev.jsonl --url http://127.0.0.1:$port --lengths 1000 --context-tokens ${CONTEXT_TOKENS:-500}
+      --max-tokens ${MAX_TOKENS:-64} --ignore-eos --turns 1 --conversations ${CONVERSATIONS:-16}"
 wait_up() {
 	for _ in $(seq 300); do
 		curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
@@ -37,14 +45,17 @@ run() { # name, then the server command line
 			local pid=$!
 			wait_up
 			printf '%-10s rep %d  clients %d  ' "$name" "$rep" "$c"
-			"$bin" bench serve $load --concurrency "$c" | grep '^wall'
+			"$bin" bench serve $load --concurrency "$c" | grep -E '^wall|^ +all'
 			kill "$pid"
 			wait "$pid" 2>/dev/null || true
 		done
 	done
 }
 grep -m1 'model name' /proc/cpuinfo || true
-run kvserve "$bin" serve --threads "$threads" --port "$port" --max-batch 8
+# The bench GGUFs carry tinychat's tokenizer but no chat template: both
+# servers get tinychat's (ChatML).
+tmpl=models/tinychat/chat_template.jinja
+run kvserve "$bin" serve --model "$gguf" --chat-template "$tmpl" --threads "$threads" --port "$port" --max-batch 8
 if [ -n "${LLAMA_SERVER:-}" ]; then
-	run llama "$LLAMA_SERVER" -m "$gguf" -t "$threads" -np 8 -c 16384 --port "$port"
+	run llama "$LLAMA_SERVER" -m "$gguf" --jinja --chat-template-file "$tmpl" -t "$threads" -np 8 -c 16384 --port "$port"
 fi
