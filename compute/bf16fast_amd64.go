@@ -1,0 +1,72 @@
+//go:build amd64 && !purego
+
+package compute
+
+// The Fast-numerics bfloat16 kernels on AVX512_BF16 (VDPBF16PS) and the
+// bit-exact float32 → bfloat16 rounding on AVX-512; see
+// bf16fast_avx512_amd64.s.
+
+//go:noescape
+func dpbf16Tile4x4AVX512(y *float32, ldy int, w *uint16, ldw int, x *uint16, ldx, kmain int, tail uint32, ntok int)
+
+//go:noescape
+func dpbf16RowsAVX512(d *float32, w *uint16, ldw int, x *uint16, kmain int, tail uint32, rows int)
+
+//go:noescape
+func f32ToBF16AVX512(dst *uint16, src *float32, n int)
+
+// bf16TokBlockBytes bounds the activations one pass of the 4 × 4 tiles
+// streams past a group of weight rows: a block of tokens that stays in the
+// 1–2 MB L2 caches of current cores beside the weight rows.
+const bf16TokBlockBytes = 256 << 10
+
+// matBF16FastAVX512 is the matBF16Func of the AVX512_BF16 set. Tokens go
+// in blocks (bf16TokBlockBytes of activations, a multiple of 4 tokens);
+// within a block each group of 4 weight rows meets the block's tokens 4 at
+// a time in the 4 × 4 tile, and the last ntok mod 4 tokens (all of them
+// in a decode step of 1–3) one at a time in the GEMV kernel while the
+// group's rows are still in cache. Rows past the last multiple of 4 go
+// through the GEMV kernel token by token. Each weight row is read from
+// memory once per token block, and a decode step of up to
+// bf16TokBlockBytes of activations is one block.
+func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []uint16, ntok int) {
+	if rows <= 0 || ntok <= 0 {
+		return
+	}
+	if cols <= 0 {
+		for t := range ntok {
+			clear(y[t*ldy : t*ldy+rows])
+		}
+		return
+	}
+	// Bounds of everything the kernels read and write.
+	_, _, _ = y[(ntok-1)*ldy+rows-1], w[rows*cols-1], xb[ntok*cols-1]
+	kmain, tail := cols&^31, uint32(1)<<(cols&31)-1
+	tb := max(4, bf16TokBlockBytes/(2*cols)&^3)
+	for t0 := 0; t0 < ntok; t0 += tb {
+		nt := min(tb, ntok-t0)
+		nt4 := nt &^ 3
+		for r := 0; r < rows; r += 4 {
+			nr := min(4, rows-r)
+			t := t0
+			if nr == 4 && nt4 > 0 {
+				dpbf16Tile4x4AVX512(&y[t0*ldy+r], ldy, &w[r*cols], cols, &xb[t0*cols], cols, kmain, tail, nt4)
+				t += nt4
+			}
+			for ; t < t0+nt; t++ {
+				dpbf16RowsAVX512(&y[t*ldy+r], &w[r*cols], cols, &xb[t*cols], kmain, tail, nr)
+			}
+		}
+	}
+}
+
+// f32ToBF16AVX512Go is F32ToBF16, 16 values at a time.
+func f32ToBF16AVX512Go(dst []uint16, src []float32) {
+	n := len(src)
+	dst = dst[:n]
+	m := n &^ 15
+	if m > 0 {
+		f32ToBF16AVX512(&dst[0], &src[0], m)
+	}
+	F32ToBF16(dst[m:], src[m:])
+}
