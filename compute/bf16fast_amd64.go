@@ -7,7 +7,7 @@ package compute
 // bf16fast_avx512_amd64.s.
 
 //go:noescape
-func dpbf16Tile4x4AVX512(y *float32, ldy int, w *uint16, ldw int, x *uint16, ldx, kmain int, tail uint32, ntok int)
+func dpbf16Tile4x4AVX512(y *float32, ldy int, w *uint16, ldw int, x *uint16, ldx, kmain int, tail uint32, ntok, acc int)
 
 //go:noescape
 func dpbf16RowsAVX512(d *float32, w *uint16, ldw int, x *uint16, kmain int, tail uint32, rows int)
@@ -20,15 +20,26 @@ func f32ToBF16AVX512(dst *uint16, src *float32, n int)
 // 1–2 MB L2 caches of current cores beside the weight rows.
 const bf16TokBlockBytes = 256 << 10
 
-// matBF16FastAVX512 is the matBF16Func of the AVX512_BF16 set. Tokens go
-// in blocks (bf16TokBlockBytes of activations, a multiple of 4 tokens);
-// within a block each group of 4 weight rows meets the block's tokens 4 at
-// a time in the 4 × 4 tile, and the last ntok mod 4 tokens (all of them
-// in a decode step of 1–3) one at a time in the GEMV kernel while the
-// group's rows are still in cache. Rows past the last multiple of 4 go
-// through the GEMV kernel token by token. Each weight row is read from
-// memory once per token block, and a decode step of up to
-// bf16TokBlockBytes of activations is one block.
+// bf16KBlock is the longest stretch of a row (bf16 values, a multiple of
+// 32) one prefill tile call covers: 4 weight rows of it (16 KB) stay in a
+// 32–48 KB L1 cache while the tokens stream past; longer rows are summed
+// in stretches of it.
+const bf16KBlock = 2048
+
+// bf16PrefillTokens is the token count from which the tiles block the
+// rows in stretches of bf16KBlock and the tokens in blocks.
+const bf16PrefillTokens = 16
+
+// matBF16FastAVX512 is the matBF16Func of the AVX512_BF16 set, in two
+// regimes. Decode (fewer than bf16PrefillTokens tokens, memory-bound):
+// each group of 4 weight rows meets the tokens 4 at a time in the 4 × 4
+// tile and the last ntok mod 4 tokens (all of them in a step of 1–3) one
+// at a time in the GEMV kernel while the group's rows are still in cache,
+// so each weight is read from memory once. Prefill (compute-bound): tokens
+// in blocks of bf16TokBlockBytes of activations and rows in stretches of
+// bf16KBlock, the tiles adding each stretch's sums into y; the last
+// ntok mod 4 tokens and rows past the last multiple of 4 go through the
+// GEMV kernel afterwards.
 func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []uint16, ntok int) {
 	if rows <= 0 || ntok <= 0 {
 		return
@@ -42,20 +53,40 @@ func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []ui
 	// Bounds of everything the kernels read and write.
 	_, _, _ = y[(ntok-1)*ldy+rows-1], w[rows*cols-1], xb[ntok*cols-1]
 	kmain, tail := cols&^31, uint32(1)<<(cols&31)-1
-	tb := max(4, bf16TokBlockBytes/(2*cols)&^3)
-	for t0 := 0; t0 < ntok; t0 += tb {
-		nt := min(tb, ntok-t0)
-		nt4 := nt &^ 3
+	r4, nt4 := rows&^3, ntok&^3
+	if ntok < bf16PrefillTokens {
 		for r := 0; r < rows; r += 4 {
 			nr := min(4, rows-r)
-			t := t0
+			t := 0
 			if nr == 4 && nt4 > 0 {
-				dpbf16Tile4x4AVX512(&y[t0*ldy+r], ldy, &w[r*cols], cols, &xb[t0*cols], cols, kmain, tail, nt4)
-				t += nt4
+				dpbf16Tile4x4AVX512(&y[r], ldy, &w[r*cols], cols, &xb[0], cols, kmain, tail, nt4, 0)
+				t = nt4
 			}
-			for ; t < t0+nt; t++ {
+			for ; t < ntok; t++ {
 				dpbf16RowsAVX512(&y[t*ldy+r], &w[r*cols], cols, &xb[t*cols], kmain, tail, nr)
 			}
+		}
+		return
+	}
+	kc := min(cols, bf16KBlock)
+	tb := max(4, bf16TokBlockBytes/(2*kc)&^3)
+	for t0 := 0; t0 < nt4; t0 += tb {
+		nt := min(tb, nt4-t0)
+		for k0 := 0; k0 < cols; k0 += kc {
+			kn := min(kc, cols-k0)
+			acc := min(k0, 1)
+			for r := 0; r < r4; r += 4 {
+				dpbf16Tile4x4AVX512(&y[t0*ldy+r], ldy, &w[r*cols+k0], cols, &xb[t0*cols+k0], cols, kn&^31, uint32(1)<<(kn&31)-1, nt, acc)
+			}
+		}
+	}
+	for t := range ntok {
+		r := r4
+		if t >= nt4 {
+			r = 0
+		}
+		if r < rows {
+			dpbf16RowsAVX512(&y[t*ldy+r], &w[r*cols], cols, &xb[t*cols], kmain, tail, rows-r)
 		}
 	}
 }

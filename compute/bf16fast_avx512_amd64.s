@@ -11,13 +11,13 @@
 // VDPBF16PS_Z(d, s1, s2) is VDPBF16PS zmm(d), zmm(s1), zmm(s2) in Intel
 // order: Z(d) += Z(s1)·Z(s2) pairwise (see bf16_evex_amd64.h).
 
-// func dpbf16Tile4x4AVX512(y *float32, ldy int, w *uint16, ldw int, x *uint16, ldx, kmain int, tail uint32, ntok int)
+// func dpbf16Tile4x4AVX512(y *float32, ldy int, w *uint16, ldw int, x *uint16, ldx, kmain int, tail uint32, ntok, acc int)
 // y[t·ldy+r] = Σ_{i<k} w[r·ldw+i]·x[t·ldx+i] for r < 4, t < ntok (a
 // multiple of 4), where k = kmain (a multiple of 32) plus the number of
-// bits set in tail (the low ones). Each group of 4 tokens keeps its 16
-// sums in Z0–Z15, sum (r, t) in Z(4r+t); weights in Z16–Z19, tokens in
-// Z20–Z23.
-TEXT ·dpbf16Tile4x4AVX512(SB), NOSPLIT, $0-72
+// bits set in tail (the low ones); with acc ≠ 0 the sums are added to y
+// instead. Each group of 4 tokens keeps its 16 sums in Z0–Z15, sum (r, t)
+// in Z(4r+t); weights in Z16–Z19, tokens in Z20–Z23.
+TEXT ·dpbf16Tile4x4AVX512(SB), NOSPLIT, $0-80
 	MOVQ  y+0(FP), BX
 	MOVQ  ldy+8(FP), DI
 	SHLQ  $2, DI
@@ -174,6 +174,30 @@ d4_reduce:
 	VADDPS        X13, X12, X12
 	LEAQ          (BX)(DI*2), R12
 	LEAQ          (R12)(DI*1), R13
+	CMPQ          acc+72(FP), $0
+	JEQ           d4_store
+	VMOVSS        (BX), X16
+	VINSERTPS     $0x10, (BX)(DI*1), X16, X16
+	VINSERTPS     $0x20, (R12), X16, X16
+	VINSERTPS     $0x30, (R13), X16, X16
+	VADDPS        X16, X0, X0
+	VMOVSS        4(BX), X16
+	VINSERTPS     $0x10, 4(BX)(DI*1), X16, X16
+	VINSERTPS     $0x20, 4(R12), X16, X16
+	VINSERTPS     $0x30, 4(R13), X16, X16
+	VADDPS        X16, X4, X4
+	VMOVSS        8(BX), X16
+	VINSERTPS     $0x10, 8(BX)(DI*1), X16, X16
+	VINSERTPS     $0x20, 8(R12), X16, X16
+	VINSERTPS     $0x30, 8(R13), X16, X16
+	VADDPS        X16, X8, X8
+	VMOVSS        12(BX), X16
+	VINSERTPS     $0x10, 12(BX)(DI*1), X16, X16
+	VINSERTPS     $0x20, 12(R12), X16, X16
+	VINSERTPS     $0x30, 12(R13), X16, X16
+	VADDPS        X16, X12, X12
+
+d4_store:
 	VMOVSS        X0, (BX)
 	VMOVSS        X4, 4(BX)
 	VMOVSS        X8, 8(BX)
