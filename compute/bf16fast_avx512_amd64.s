@@ -225,8 +225,10 @@ d4_done:
 
 // func dpbf16RowsAVX512(d *float32, w *uint16, ldw int, x *uint16, kmain int, tail uint32, rows int)
 // d[r] = Σ_{i<k} w[r·ldw+i]·x[i] for r < rows, k as in the tile: the
-// GEMV of one token. Four rows at a time (sums in Z0–Z3, weights in
-// Z4–Z7, the token in Z8), then one at a time.
+// GEMV of one token. One row at a time, so that consecutive rows are one
+// sequential stream for the prefetchers: four sums Z0–Z3 over 128 values
+// per step (weights Z4–Z7, the token Z8–Z11), then 32 at a time into Z0,
+// then the masked tail.
 TEXT ·dpbf16RowsAVX512(SB), NOSPLIT, $0-56
 	MOVQ  d+0(FP), BX
 	MOVQ  w+8(FP), R8
@@ -237,96 +239,61 @@ TEXT ·dpbf16RowsAVX512(SB), NOSPLIT, $0-56
 	MOVL  tail+40(FP), AX
 	KMOVD AX, K1
 	MOVQ  rows+48(FP), R14
+	MOVQ  CX, R13
+	SUBQ  $128, R13 // last start of a whole 128-value step
 
-r4_group:
-	CMPQ   R14, $4
-	JLT    r1_row
-	LEAQ   (R8)(DX*1), R9
-	LEAQ   (R9)(DX*1), R10
-	LEAQ   (R10)(DX*1), R12
+r_row:
+	TESTQ  R14, R14
+	JEQ    r_done
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
 	XORQ   AX, AX
-	TESTQ  CX, CX
-	JEQ    r4_tail
+	CMPQ   R13, $0
+	JLT    r_loop32
 
-r4_loop:
-	PREFETCHT0 1024(R8)(AX*2)
-	PREFETCHT0 1024(R9)(AX*2)
-	PREFETCHT0 1024(R10)(AX*2)
-	PREFETCHT0 1024(R12)(AX*2)
-	VMOVDQU16 (R11)(AX*2), Z8
+r_loop128:
+	PREFETCHT0 2048(R8)(AX*2)
+	PREFETCHT0 2112(R8)(AX*2)
+	PREFETCHT0 2176(R8)(AX*2)
+	PREFETCHT0 2240(R8)(AX*2)
+	VMOVDQU16  (R8)(AX*2), Z4
+	VMOVDQU16  64(R8)(AX*2), Z5
+	VMOVDQU16  128(R8)(AX*2), Z6
+	VMOVDQU16  192(R8)(AX*2), Z7
+	VMOVDQU16  (R11)(AX*2), Z8
+	VMOVDQU16  64(R11)(AX*2), Z9
+	VMOVDQU16  128(R11)(AX*2), Z10
+	VMOVDQU16  192(R11)(AX*2), Z11
+	VDPBF16PS_Z(0, 4, 8)   // VDPBF16PS Z8, Z4, Z0
+	VDPBF16PS_Z(1, 5, 9)   // VDPBF16PS Z9, Z5, Z1
+	VDPBF16PS_Z(2, 6, 10)  // VDPBF16PS Z10, Z6, Z2
+	VDPBF16PS_Z(3, 7, 11)  // VDPBF16PS Z11, Z7, Z3
+	ADDQ       $128, AX
+	CMPQ       AX, R13
+	JLE        r_loop128
+
+r_loop32:
+	CMPQ      AX, CX
+	JGE       r_tail
 	VMOVDQU16 (R8)(AX*2), Z4
-	VMOVDQU16 (R9)(AX*2), Z5
-	VMOVDQU16 (R10)(AX*2), Z6
-	VMOVDQU16 (R12)(AX*2), Z7
-	VDPBF16PS_Z(0, 4, 8) // VDPBF16PS Z8, Z4, Z0
-	VDPBF16PS_Z(1, 5, 8) // VDPBF16PS Z8, Z5, Z1
-	VDPBF16PS_Z(2, 6, 8) // VDPBF16PS Z8, Z6, Z2
-	VDPBF16PS_Z(3, 7, 8) // VDPBF16PS Z8, Z7, Z3
-	ADDQ $32, AX
-	CMPQ AX, CX
-	JLT  r4_loop
-
-r4_tail:
-	KORTESTD K1, K1
-	JEQ      r4_reduce
-	VMOVDQU16.Z (R11)(AX*2), K1, Z8
-	VMOVDQU16.Z (R8)(AX*2), K1, Z4
-	VMOVDQU16.Z (R9)(AX*2), K1, Z5
-	VMOVDQU16.Z (R10)(AX*2), K1, Z6
-	VMOVDQU16.Z (R12)(AX*2), K1, Z7
-	VDPBF16PS_Z(0, 4, 8) // VDPBF16PS Z8, Z4, Z0
-	VDPBF16PS_Z(1, 5, 8) // VDPBF16PS Z8, Z5, Z1
-	VDPBF16PS_Z(2, 6, 8) // VDPBF16PS Z8, Z6, Z2
-	VDPBF16PS_Z(3, 7, 8) // VDPBF16PS Z8, Z7, Z3
-
-r4_reduce:
-	VEXTRACTF64X4 $1, Z0, Y4
-	VEXTRACTF64X4 $1, Z1, Y5
-	VEXTRACTF64X4 $1, Z2, Y6
-	VEXTRACTF64X4 $1, Z3, Y7
-	VADDPS        Y4, Y0, Y0
-	VADDPS        Y5, Y1, Y1
-	VADDPS        Y6, Y2, Y2
-	VADDPS        Y7, Y3, Y3
-	VHADDPS       Y1, Y0, Y0
-	VHADDPS       Y3, Y2, Y2
-	VHADDPS       Y2, Y0, Y0
-	VEXTRACTF128  $1, Y0, X1
-	VADDPS        X1, X0, X0
-	VMOVUPS       X0, (BX)
-	ADDQ          $16, BX
-	LEAQ          (R12)(DX*1), R8
-	SUBQ          $4, R14
-	JMP           r4_group
-
-r1_row:
-	TESTQ  R14, R14
-	JEQ    r_done
-	VPXORD Z0, Z0, Z0
-	XORQ   AX, AX
-	TESTQ  CX, CX
-	JEQ    r1_tail
-
-r1_loop:
 	VMOVDQU16 (R11)(AX*2), Z8
-	VMOVDQU16 (R8)(AX*2), Z4
 	VDPBF16PS_Z(0, 4, 8) // VDPBF16PS Z8, Z4, Z0
 	ADDQ      $32, AX
-	CMPQ      AX, CX
-	JLT       r1_loop
+	JMP       r_loop32
 
-r1_tail:
+r_tail:
 	KORTESTD K1, K1
-	JEQ      r1_reduce
-	VMOVDQU16.Z (R11)(AX*2), K1, Z8
+	JEQ      r_reduce
 	VMOVDQU16.Z (R8)(AX*2), K1, Z4
-	VDPBF16PS_Z(0, 4, 8) // VDPBF16PS Z8, Z4, Z0
+	VMOVDQU16.Z (R11)(AX*2), K1, Z8
+	VDPBF16PS_Z(1, 4, 8) // VDPBF16PS Z8, Z4, Z1
 
-r1_reduce:
+r_reduce:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $1, Z0, Y1
 	VADDPS        Y1, Y0, Y0
 	VEXTRACTF128  $1, Y0, X1
@@ -339,7 +306,7 @@ r1_reduce:
 	ADDQ          $4, BX
 	ADDQ          DX, R8
 	DECQ          R14
-	JMP           r1_row
+	JMP           r_row
 
 r_done:
 	VZEROUPPER
