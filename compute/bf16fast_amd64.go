@@ -10,6 +10,9 @@ package compute
 func dpbf16Tile4x4AVX512(y *float32, ldy int, w *uint16, ldw int, x *uint16, ldx, kmain int, tail uint32, ntok, acc int)
 
 //go:noescape
+func dpbf16Tile6x4AVX512(y *float32, ldy int, w *uint16, ldw int, x *uint16, ldx, kmain int, tail uint32, ntok, acc int)
+
+//go:noescape
 func dpbf16RowsAVX512(d *float32, w *uint16, ldw int, x *uint16, kmain int, tail uint32, rows int)
 
 //go:noescape
@@ -37,9 +40,9 @@ const bf16PrefillTokens = 16
 // at a time in the GEMV kernel while the group's rows are still in cache,
 // so each weight is read from memory once. Prefill (compute-bound): tokens
 // in blocks of bf16TokBlockBytes of activations and rows in stretches of
-// bf16KBlock, the tiles adding each stretch's sums into y; the last
-// ntok mod 4 tokens and rows past the last multiple of 4 go through the
-// GEMV kernel afterwards.
+// bf16KBlock, the 6 × 4 tiles (a 4 × 4 one where 4 or 5 rows are left)
+// adding each stretch's sums into y; the last ntok mod 4 tokens and the
+// last rows mod 6 or 4 go through the GEMV kernel afterwards.
 func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []uint16, ntok int) {
 	if rows <= 0 || ntok <= 0 {
 		return
@@ -53,7 +56,7 @@ func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []ui
 	// Bounds of everything the kernels read and write.
 	_, _, _ = y[(ntok-1)*ldy+rows-1], w[rows*cols-1], xb[ntok*cols-1]
 	kmain, tail := cols&^31, uint32(1)<<(cols&31)-1
-	r4, nt4 := rows&^3, ntok&^3
+	nt4 := ntok &^ 3
 	if ntok < bf16PrefillTokens {
 		for r := 0; r < rows; r += 4 {
 			nr := min(4, rows-r)
@@ -70,18 +73,24 @@ func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []ui
 	}
 	kc := min(cols, bf16KBlock)
 	tb := max(4, bf16TokBlockBytes/(2*kc)&^3)
+	rt := 0 // rows the tiles cover
 	for t0 := 0; t0 < nt4; t0 += tb {
 		nt := min(tb, nt4-t0)
 		for k0 := 0; k0 < cols; k0 += kc {
 			kn := min(kc, cols-k0)
-			acc := min(k0, 1)
-			for r := 0; r < r4; r += 4 {
-				dpbf16Tile4x4AVX512(&y[t0*ldy+r], ldy, &w[r*cols+k0], cols, &xb[t0*cols+k0], cols, kn&^31, uint32(1)<<(kn&31)-1, nt, acc)
+			km, kt, acc := kn&^31, uint32(1)<<(kn&31)-1, min(k0, 1)
+			r := 0
+			for ; r+6 <= rows; r += 6 {
+				dpbf16Tile6x4AVX512(&y[t0*ldy+r], ldy, &w[r*cols+k0], cols, &xb[t0*cols+k0], cols, km, kt, nt, acc)
 			}
+			for ; r+4 <= rows; r += 4 {
+				dpbf16Tile4x4AVX512(&y[t0*ldy+r], ldy, &w[r*cols+k0], cols, &xb[t0*cols+k0], cols, km, kt, nt, acc)
+			}
+			rt = r
 		}
 	}
 	for t := range ntok {
-		r := r4
+		r := rt
 		if t >= nt4 {
 			r = 0
 		}

@@ -18,7 +18,7 @@ func TestMatBF16Fast(t *testing.T) {
 	cases := []struct {
 		rowsList, colsList, ntokList []int
 	}{
-		{[]int{1, 3, 4, 5, 9}, []int{1, 2, 7, 8, 31, 32, 33, 63, 64, 65, 95, 200}, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 17}},
+		{[]int{1, 3, 4, 5, 9, 10}, []int{1, 2, 7, 8, 31, 32, 33, 63, 64, 65, 95, 200}, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 17}},
 		{[]int{4, 7, 64}, []int{2048, 2047, 2080}, []int{1, 8, 9, 70}},
 		{[]int{6}, []int{8192, 8191}, []int{1, 4, 35}}, // 35 tokens of 8192: two token blocks
 	}
