@@ -35,14 +35,15 @@ const bf16PrefillTokens = 16
 
 // matBF16FastAVX512 is the matBF16Func of the AVX512_BF16 set, in two
 // regimes. Decode (fewer than bf16PrefillTokens tokens, memory-bound):
-// each group of 4 weight rows meets the tokens 4 at a time in the 4 × 4
-// tile and the last ntok mod 4 tokens (all of them in a step of 1–3) one
-// at a time in the GEMV kernel while the group's rows are still in cache,
-// so each weight is read from memory once. Prefill (compute-bound): tokens
-// in blocks of bf16TokBlockBytes of activations and rows in stretches of
-// bf16KBlock, the 6 × 4 tiles (a 4 × 4 one where 4 or 5 rows are left)
-// adding each stretch's sums into y; the last ntok mod 4 tokens and the
-// last rows mod 6 or 4 go through the GEMV kernel afterwards.
+// each group of 6 weight rows (4 or fewer at the end) meets the tokens 4
+// at a time in the 6 × 4 or 4 × 4 tile, and the last ntok mod 4 tokens
+// (all of them in a step of 1–3) one at a time in the GEMV kernel while
+// the group's rows are still in cache, so each weight is read from memory
+// once. Prefill (compute-bound): tokens in blocks of bf16TokBlockBytes of
+// activations and rows in stretches of bf16KBlock, the 6 × 4 tiles (a
+// 4 × 4 one where 4 or 5 rows are left) adding each stretch's sums into
+// y; the last ntok mod 4 tokens and the last rows mod 6 or 4 go through
+// the GEMV kernel afterwards.
 func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []uint16, ntok int) {
 	if rows <= 0 || ntok <= 0 {
 		return
@@ -58,16 +59,22 @@ func matBF16FastAVX512(y []float32, ldy int, w []uint16, rows, cols int, xb []ui
 	kmain, tail := cols&^31, uint32(1)<<(cols&31)-1
 	nt4 := ntok &^ 3
 	if ntok < bf16PrefillTokens {
-		for r := 0; r < rows; r += 4 {
-			nr := min(4, rows-r)
-			t := 0
-			if nr == 4 && nt4 > 0 {
+		for r := 0; r < rows; {
+			nr, t := min(rows-r, 3), 0
+			switch {
+			case rows-r >= 6 && nt4 > 0:
+				nr, t = 6, nt4
+				dpbf16Tile6x4AVX512(&y[r], ldy, &w[r*cols], cols, &xb[0], cols, kmain, tail, nt4, 0)
+			case rows-r >= 4 && nt4 > 0:
+				nr, t = 4, nt4
 				dpbf16Tile4x4AVX512(&y[r], ldy, &w[r*cols], cols, &xb[0], cols, kmain, tail, nt4, 0)
-				t = nt4
+			case nt4 == 0:
+				nr = min(rows-r, 6)
 			}
 			for ; t < ntok; t++ {
 				dpbf16RowsAVX512(&y[t*ldy+r], &w[r*cols], cols, &xb[t*cols], kmain, tail, nr)
 			}
+			r += nr
 		}
 		return
 	}
