@@ -37,6 +37,10 @@ func avx512Set() kernelSet {
 	ks.name = "avx512"
 	ks.gemm, ks.gemmR, ks.gemmT = gemm4x4TileAVX512Go, 4, 4
 	ks.dotBF16 = dotBF16RowsAVX512Go
+	ks.f32ToBF16 = f32ToBF16AVX512Go
+	if cpu.X86.HasAVX512BF16 {
+		ks.matBF16Fast = matBF16FastAVX512
+	}
 	return ks
 }
 
