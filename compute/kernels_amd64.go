@@ -61,8 +61,8 @@ var avx2 = kernelSet{
 
 	quantizeAct: quantizeActGeneric,
 	f32ToBF16:   F32ToBF16,
-	matQ8_0:     matQ8_0Generic,
-	matQ4_0:     matQ4_0Generic,
+	matQ8_0:     matQ8_0AVX2,
+	matQ4_0:     matQ4_0AVX2,
 	matQ4_K:     matQ4KGeneric,
 	matQ6_K:     matQ6KGeneric,
 	matBF16Fast: matBF16FastGeneric,

@@ -32,11 +32,12 @@ func q8q4QuantizeAVX512(q *int8, d *float32, s *int32, x *float32, blocks int)
 type q8q4TileFunc func(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
 
 const (
-	q8q4GroupBytes = 256         // prepared bytes per token and group of 4 blocks
-	q8q4TileT      = 4           // tokens per full tile
-	q8q4TileR      = 4           // weight rows per full tile
-	q8q4Scratch    = 256 << 10   // prepared activations per pass
-	q8q4GroupCols  = 4 * Q8Block // columns per group
+	q8q4GroupBytes  = 256         // prepared bytes per token and group of 4 blocks
+	q8q4WGroupBytes = 192         // prepared bytes per weight row and group
+	q8q4TileT       = 4           // tokens per full tile
+	q8q4TileR       = 3           // weight rows per full tile
+	q8q4Scratch     = 256 << 10   // prepared activations per pass
+	q8q4GroupCols   = 4 * Q8Block // columns per group
 )
 
 // hasVNNI reports whether the VNNI kernels run here.
@@ -64,18 +65,25 @@ func quantizeActAVX512(a *qact, x []float32, lo, hi int) {
 	q8q4QuantizeAVX512(&a.q[b], &a.d[b/ActBlock], &a.s[b/16], &x[b], n/ActBlock)
 }
 
-// q8q4Bufs holds scratch for prepared activations.
-var q8q4Bufs = sync.Pool{New: func() any { b := make([]byte, q8q4Scratch); return &b }}
+// q8q4Buf is scratch for prepared activations and weights.
+type q8q4Buf struct{ act, w []byte }
+
+var q8q4Bufs = sync.Pool{New: func() any { return &q8q4Buf{act: make([]byte, q8q4Scratch)} }}
 
 func matQ8_0VNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
-	matQVNNI(y, ldy, w, rows, a, ntok, Q8_0, &q8q4Q8_0Tiles)
+	matQVNNI(y, ldy, w, rows, a, ntok, Q8_0, &q8q4Q8_0Tiles, q8q4PrepWQ8_0)
 }
 
 func matQ4_0VNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
-	matQVNNI(y, ldy, w, rows, a, ntok, Q4_0, &q8q4Q4_0Tiles)
+	matQVNNI(y, ldy, w, rows, a, ntok, Q4_0, &q8q4Q4_0Tiles, q8q4PrepWQ4_0)
 }
 
-func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DType, tiles *[q8q4TileR][q8q4TileT]q8q4TileFunc) {
+// matQVNNI runs the tiles over all rows and tokens. Activations are
+// prepared in passes of as many tokens as the scratch holds; where a pass
+// has more than 2 tiles of tokens, each tile of weight rows is prepared
+// once too (prepW) so that its unpacking is not repeated per token tile.
+func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DType, tiles *[q8q4TileR][q8q4TileT]q8q4TileFunc,
+	prepW func(dst *byte, stride int, w *byte, groups int)) {
 	if rows <= 0 || ntok <= 0 {
 		return
 	}
@@ -90,8 +98,8 @@ func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DT
 		if dt == Q8_0 {
 			shift = 7 // Q8_0: (w+128) − 128
 		}
-		bp := q8q4Bufs.Get().(*[]byte)
-		buf := *bp
+		sb := q8q4Bufs.Get().(*q8q4Buf)
+		buf := sb.act
 		per := groups * q8q4GroupBytes // bytes per token
 		tb := max(1, len(buf)/per)     // tokens per pass
 		if tb > q8q4TileT {
@@ -110,17 +118,29 @@ func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DT
 					&a.q[e], &a.d[e/ActBlock], &a.s[e/16], groups, shift)
 			}
 			full, rem := nt/q8q4TileT, nt%q8q4TileT
+			kern := tiles
+			if full > 2 {
+				kern = &q8q4PTiles
+				sb.w = grow(sb.w, q8q4TileR*groups*q8q4WGroupBytes)
+			}
 			for r := 0; r < rows; r += q8q4TileR {
 				nr := min(q8q4TileR, rows-r)
+				wp, wrb := &w[r*rb], rb
+				if kern == &q8q4PTiles {
+					for i := range nr {
+						prepW(&sb.w[i*q8q4WGroupBytes], nr*q8q4WGroupBytes, &w[(r+i)*rb], groups)
+					}
+					wp, wrb = &sb.w[0], 0
+				}
 				if full > 0 {
-					tiles[nr-1][q8q4TileT-1](&y[t0*ldy+r], ldy, &w[r*rb], rb, &buf[0], groups, full)
+					kern[nr-1][q8q4TileT-1](&y[t0*ldy+r], ldy, wp, wrb, &buf[0], groups, full)
 				}
 				if rem > 0 {
-					tiles[nr-1][rem-1](&y[(t0+full*q8q4TileT)*ldy+r], ldy, &w[r*rb], rb, &buf[full*q8q4TileT*per], groups, 1)
+					kern[nr-1][rem-1](&y[(t0+full*q8q4TileT)*ldy+r], ldy, wp, wrb, &buf[full*q8q4TileT*per], groups, 1)
 				}
 			}
 		}
-		q8q4Bufs.Put(bp)
+		q8q4Bufs.Put(sb)
 	}
 	if rest := groups * q8q4GroupCols; rest < cols {
 		matQTail(y, ldy, w, rows, a, ntok, dt, rest, groups > 0)

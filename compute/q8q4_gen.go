@@ -22,7 +22,7 @@ import (
 	"os"
 )
 
-const maxR, maxT = 4, 4
+const maxR, maxT = 3, 4
 
 type gen struct{ b bytes.Buffer }
 
@@ -54,30 +54,78 @@ func yAddr(r, i int) string {
 	return fmt.Sprintf("%d(DI)(R13*1)", 4*r)
 }
 
-func kernName(q8 bool, r, t int) string {
-	if q8 {
-		return fmt.Sprintf("q8q4Q8_0VNNI%dx%d", r, t)
+// kernName names the tile kernel of R rows × T tokens; kind is "Q4_0",
+// "Q8_0" (raw weight rows) or "P" (prepared weight groups, either type).
+func kernName(kind string, r, t int) string {
+	return fmt.Sprintf("q8q4%sVNNI%dx%d", kind, r, t)
+}
+
+// rowPrep loads the group of weight row r into Z(dst), Z(dst+1), Z(dst+2):
+// the 4 blocks' unsigned first halves, second halves and scales (each
+// repeated 4 times), from the raw row (kind Q4_0 or Q8_0, row addressing
+// addr) or from prepared groups (kind P, at off(SI)).
+func (g *gen) rowPrep(kind string, r int, addr func(r, off int) string, dst int) {
+	lo, hi, dw := dst, dst+1, dst+2
+	switch kind {
+	case "P":
+		g.p("\tVMOVDQU32 %d(SI), Z%d", 192*r, lo)
+		g.p("\tVMOVDQU32 %d(SI), Z%d", 192*r+64, hi)
+		g.p("\tVMOVUPS %d(SI), Z%d", 192*r+128, dw)
+		return
+	case "Q8_0":
+		g.p("\tVMOVDQU32 %s, X%d", addr(r, 2), lo)
+		for j := 1; j < 4; j++ {
+			g.p("\tVINSERTI32X4 $%d, %s, Z%d, Z%d", j, addr(r, 34*j+2), lo, lo)
+		}
+		g.p("\tVMOVDQU32 %s, X%d", addr(r, 18), hi)
+		for j := 1; j < 4; j++ {
+			g.p("\tVINSERTI32X4 $%d, %s, Z%d, Z%d", j, addr(r, 34*j+18), hi, hi)
+		}
+		g.p("\tVPXORD.BCST q8q4Bytes<>+4(SB), Z%d, Z%d", lo, lo)
+		g.p("\tVPXORD.BCST q8q4Bytes<>+4(SB), Z%d, Z%d", hi, hi)
+		g.p("\tVMOVDQU16 %s, Z%d", addr(r, 0), dw)
+		g.p("\tVPERMT2W %s, Z31, Z%d", addr(r, 64), dw)
+	case "Q4_0":
+		g.p("\tVMOVDQU32 %s, X%d", addr(r, 2), lo)
+		for j := 1; j < 4; j++ {
+			g.p("\tVINSERTI32X4 $%d, %s, Z%d, Z%d", j, addr(r, 18*j+2), lo, lo)
+		}
+		g.p("\tVPSRLW $4, Z%d, Z%d", lo, hi)
+		g.p("\tVPANDD.BCST q8q4Bytes<>+0(SB), Z%d, Z%d", lo, lo)
+		g.p("\tVPANDD.BCST q8q4Bytes<>+0(SB), Z%d, Z%d", hi, hi)
+		g.p("\tVPERMW %s, Z31, Z%d", addr(r, 0), dw)
 	}
-	return fmt.Sprintf("q8q4Q4_0VNNI%dx%d", r, t)
+	g.p("\tVCVTPH2PS Y%d, Z%d", dw, dw)
+}
+
+// loadIdx loads the scale index vector of kind into Z31.
+func (g *gen) loadIdx(kind string) {
+	switch kind {
+	case "Q4_0":
+		g.p("\tVMOVDQU32 q8q4IdxQ4<>(SB), Z31")
+	case "Q8_0":
+		g.p("\tVMOVDQU32 q8q4IdxQ8<>(SB), Z31")
+	}
 }
 
 // kernel writes one tile kernel:
 //
 //	func(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
 //
-// y[(k·T+i)·ldy+r] = Σ over groups of row r of w (row stride rb bytes)
-// against token i of tile k, for r < R, i < T, k < tiles; the tiles of tp
-// follow each other, each groups·T·256 bytes.
-func (g *gen) kernel(q8 bool, R, T int) {
-	name := kernName(q8, R, T)
-	gb := 72
-	if q8 {
-		gb = 136
+// y[(k·T+i)·ldy+r] = Σ over groups of weight row r against token i of
+// tile k, for r < R, i < T, k < tiles; the tiles of tp follow each other,
+// each groups·T·256 bytes. Raw weights (Q4_0, Q8_0): row r of w at
+// w+r·rb. Prepared weights (P): groups·R·192 bytes at w, group-major,
+// rb unused.
+func (g *gen) kernel(kind string, R, T int) {
+	name := kernName(kind, R, T)
+	gb := map[string]int{"Q4_0": 72, "Q8_0": 136, "P": 192 * R}[kind]
+	row := func(r int) int { return 3 * r }
+	const alo, ahi, da, ini = 3 * maxR, 3*maxR + 1, 3*maxR + 2, 3*maxR + 3
+	acc := func(r, i int) int { return 3*maxR + 4 + r*T + i }
+	if acc(R-1, T-1) >= 28 {
+		panic("too many registers")
 	}
-	lo := func(r int) int { return 3 * r }
-	hi := func(r int) int { return 3*r + 1 }
-	dw := func(r int) int { return 3*r + 2 }
-	acc := func(r, i int) int { return 3*R + r*T + i }
 	g.p("// func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)", name)
 	g.p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
 	g.p("\tMOVQ y+0(FP), DI")
@@ -90,11 +138,7 @@ func (g *gen) kernel(q8 bool, R, T int) {
 	g.p("\tMOVQ tp+32(FP), DX")
 	g.p("\tMOVQ groups+40(FP), R10")
 	g.p("\tMOVQ tiles+48(FP), R11")
-	if q8 {
-		g.p("\tVMOVDQU32 q8q4IdxQ8<>(SB), Z31")
-	} else {
-		g.p("\tVMOVDQU32 q8q4IdxQ4<>(SB), Z31")
-	}
+	g.loadIdx(kind)
 	g.p("%s_tile:", name)
 	g.p("\tMOVQ R12, SI")
 	g.p("\tMOVQ R10, CX")
@@ -105,43 +149,24 @@ func (g *gen) kernel(q8 bool, R, T int) {
 	}
 	g.p("%s_group:", name)
 	for r := range R {
-		if q8 {
-			g.p("\tVMOVDQU32 %s, X%d", rowAddr(r, 2), lo(r))
-			for j := 1; j < 4; j++ {
-				g.p("\tVINSERTI32X4 $%d, %s, Z%d, Z%d", j, rowAddr(r, 34*j+2), lo(r), lo(r))
-			}
-			g.p("\tVMOVDQU32 %s, X%d", rowAddr(r, 18), hi(r))
-			for j := 1; j < 4; j++ {
-				g.p("\tVINSERTI32X4 $%d, %s, Z%d, Z%d", j, rowAddr(r, 34*j+18), hi(r), hi(r))
-			}
-			g.p("\tVPXORD.BCST q8q4Bytes<>+4(SB), Z%d, Z%d", lo(r), lo(r))
-			g.p("\tVPXORD.BCST q8q4Bytes<>+4(SB), Z%d, Z%d", hi(r), hi(r))
-			g.p("\tVMOVDQU16 %s, Z%d", rowAddr(r, 0), dw(r))
-			g.p("\tVPERMT2W %s, Z31, Z%d", rowAddr(r, 64), dw(r))
-		} else {
-			g.p("\tVMOVDQU32 %s, X%d", rowAddr(r, 2), lo(r))
-			for j := 1; j < 4; j++ {
-				g.p("\tVINSERTI32X4 $%d, %s, Z%d, Z%d", j, rowAddr(r, 18*j+2), lo(r), lo(r))
-			}
-			g.p("\tVPSRLW $4, Z%d, Z%d", lo(r), hi(r))
-			g.p("\tVPANDD.BCST q8q4Bytes<>+0(SB), Z%d, Z%d", lo(r), lo(r))
-			g.p("\tVPANDD.BCST q8q4Bytes<>+0(SB), Z%d, Z%d", hi(r), hi(r))
-			g.p("\tVPERMW %s, Z31, Z%d", rowAddr(r, 0), dw(r))
-		}
-		g.p("\tVCVTPH2PS Y%d, Z%d", dw(r), dw(r))
+		g.rowPrep(kind, r, rowAddr, row(r))
 	}
 	tmp := []int{28, 29, 30}
 	k := 0
 	for i := range T {
+		g.p("\tVMOVDQU32 %d(DX), Z%d", 256*i, alo)
+		g.p("\tVMOVDQU32 %d(DX), Z%d", 256*i+64, ahi)
+		g.p("\tVMOVUPS %d(DX), Z%d", 256*i+128, da)
+		g.p("\tVMOVDQU32 %d(DX), Z%d", 256*i+192, ini)
 		for r := range R {
 			z := tmp[k%len(tmp)]
 			k++
-			g.p("\tVMOVDQU32 %d(DX), Z%d", 256*i+192, z)
-			g.p("\tVPDPBUSD %d(DX), Z%d, Z%d", 256*i, lo(r), z)
-			g.p("\tVPDPBUSD %d(DX), Z%d, Z%d", 256*i+64, hi(r), z)
+			g.p("\tVMOVDQA32 Z%d, Z%d", ini, z)
+			g.p("\tVPDPBUSD Z%d, Z%d, Z%d", alo, row(r), z)
+			g.p("\tVPDPBUSD Z%d, Z%d, Z%d", ahi, row(r)+1, z)
 			g.p("\tVCVTDQ2PS Z%d, Z%d", z, z)
-			g.p("\tVMULPS Z%d, Z%d, Z%d", dw(r), z, z)
-			g.p("\tVFMADD231PS %d(DX), Z%d, Z%d", 256*i+128, z, acc(r, i))
+			g.p("\tVMULPS Z%d, Z%d, Z%d", row(r)+2, z, z)
+			g.p("\tVFMADD231PS Z%d, Z%d, Z%d", da, z, acc(r, i))
 		}
 	}
 	g.p("\tADDQ $%d, SI", gb)
@@ -170,6 +195,132 @@ func (g *gen) kernel(q8 bool, R, T int) {
 	}
 	g.p("\tDECQ R11")
 	g.p("\tJNZ %s_tile", name)
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+	g.p("")
+}
+
+// prepW writes q8q4PrepW<kind>: for groups groups of one raw weight row
+// at w, 192 bytes at dst+g·stride (the unsigned halves and the scales of
+// rowPrep).
+//
+//	func(dst *byte, stride int, w *byte, groups int)
+func (g *gen) prepW(kind string) {
+	name := "q8q4PrepW" + kind
+	gb := map[string]int{"Q4_0": 72, "Q8_0": 136}[kind]
+	g.p("// func %s(dst *byte, stride int, w *byte, groups int)", name)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
+	g.p("\tMOVQ dst+0(FP), DI")
+	g.p("\tMOVQ stride+8(FP), R8")
+	g.p("\tMOVQ w+16(FP), SI")
+	g.p("\tMOVQ groups+24(FP), CX")
+	g.loadIdx(kind)
+	g.p("\tTESTQ CX, CX")
+	g.p("\tJEQ %s_done", name)
+	g.p("%s_loop:", name)
+	g.rowPrep(kind, 0, rowAddr, 0)
+	g.p("\tVMOVDQU32 Z0, (DI)")
+	g.p("\tVMOVDQU32 Z1, 64(DI)")
+	g.p("\tVMOVUPS Z2, 128(DI)")
+	g.p("\tADDQ $%d, SI", gb)
+	g.p("\tADDQ R8, DI")
+	g.p("\tDECQ CX")
+	g.p("\tJNZ %s_loop", name)
+	g.p("%s_done:", name)
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+	g.p("")
+}
+
+var kinds = []string{"Q4_0", "Q8_0", "P"}
+
+// avx2Kernel writes q8q4<kind>AVX2x<T>, the AVX2 kernel of one weight row
+// × T tokens over nb blocks:
+//
+//	func(y *float32, ldy int, w *byte, aq *int8, ad *float32, cols, nb int)
+//
+// y[i·ldy] = Σ_b d_b·e_{i,b}·Σ_j w_bj·a_ij for i < T, where token i's
+// values are at aq+i·cols and its scales at ad+i·cols/32·4. Weights are
+// made signed (Q4_0: q−8), their magnitudes the unsigned operand of
+// VPMADDUBSW and the activations, given the weights' signs, the signed
+// one (no pair can saturate: 2·128·127 < 2¹⁵).
+func (g *gen) avx2Kernel(kind string, T int) {
+	name := fmt.Sprintf("q8q4%sAVX2x%d", kind, T)
+	bb := map[string]int{"Q4_0": 18, "Q8_0": 34}[kind]
+	tok := func(base, ld, ld3 string, i int) string {
+		switch i {
+		case 0:
+			return fmt.Sprintf("(%s)", base)
+		case 1:
+			return fmt.Sprintf("(%s)(%s*1)", base, ld)
+		case 2:
+			return fmt.Sprintf("(%s)(%s*2)", base, ld)
+		}
+		return fmt.Sprintf("(%s)(%s*1)", base, ld3)
+	}
+	g.p("// func %s(y *float32, ldy int, w *byte, aq *int8, ad *float32, cols, nb int)", name)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
+	g.p("\tMOVQ w+16(FP), SI")
+	g.p("\tMOVQ aq+24(FP), DI")
+	g.p("\tMOVQ ad+32(FP), DX")
+	g.p("\tMOVQ cols+40(FP), R8")
+	g.p("\tLEAQ (R8)(R8*2), R9")
+	g.p("\tMOVQ R8, R10")
+	g.p("\tSHRQ $3, R10")
+	g.p("\tLEAQ (R10)(R10*2), R11")
+	g.p("\tMOVQ nb+48(FP), CX")
+	g.p("\tVPCMPEQW Y15, Y15, Y15")
+	g.p("\tVPSRLW $15, Y15, Y15") // 16-bit ones
+	if kind == "Q4_0" {
+		g.p("\tVPBROADCASTB q8q4Bytes<>+0(SB), Y14")
+		g.p("\tVPBROADCASTB q8q4Bytes<>+8(SB), Y13")
+	}
+	for i := range T {
+		g.p("\tVXORPS Y%d, Y%d, Y%d", i, i, i)
+	}
+	g.p("%s_loop:", name)
+	if kind == "Q8_0" {
+		g.p("\tVMOVDQU 2(SI), Y4")
+	} else {
+		g.p("\tVMOVDQU 2(SI), X4")
+		g.p("\tVPSRLW $4, X4, X5")
+		g.p("\tVINSERTI128 $1, X5, Y4, Y4")
+		g.p("\tVPAND Y14, Y4, Y4")
+		g.p("\tVPSUBB Y13, Y4, Y4")
+	}
+	g.p("\tVPSIGNB Y4, Y4, Y5")
+	g.p("\tMOVWLZX (SI), AX")
+	g.p("\tVMOVD AX, X6")
+	g.p("\tVCVTPH2PS X6, X6")
+	g.p("\tVBROADCASTSS X6, Y6")
+	for i := range T {
+		g.p("\tVMOVDQU %s, Y7", tok("DI", "R8", "R9", i))
+		g.p("\tVPSIGNB Y4, Y7, Y7")
+		g.p("\tVPMADDUBSW Y7, Y5, Y7")
+		g.p("\tVPMADDWD Y15, Y7, Y7")
+		g.p("\tVCVTDQ2PS Y7, Y7")
+		g.p("\tVBROADCASTSS %s, Y8", tok("DX", "R10", "R11", i))
+		g.p("\tVMULPS Y6, Y8, Y8")
+		g.p("\tVFMADD231PS Y8, Y7, Y%d", i)
+	}
+	g.p("\tADDQ $%d, SI", bb)
+	g.p("\tADDQ $32, DI")
+	g.p("\tADDQ $4, DX")
+	g.p("\tDECQ CX")
+	g.p("\tJNZ %s_loop", name)
+	g.p("\tMOVQ y+0(FP), DI")
+	g.p("\tMOVQ ldy+8(FP), R8")
+	g.p("\tSHLQ $2, R8")
+	g.p("\tLEAQ (R8)(R8*2), R9")
+	for i := range T {
+		g.p("\tVEXTRACTF128 $1, Y%d, X8", i)
+		g.p("\tVADDPS X8, X%d, X8", i)
+		g.p("\tVPERMILPS $0x4e, X8, X9")
+		g.p("\tVADDPS X9, X8, X8")
+		g.p("\tVPERMILPS $0xb1, X8, X9")
+		g.p("\tVADDSS X9, X8, X8")
+		g.p("\tVMOVSS X8, %s", tok("DI", "R8", "R9", i))
+	}
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 	g.p("")
@@ -204,14 +355,37 @@ func main() {
 		s.p("GLOBL %s<>(SB), RODATA|NOPTR, $64", c.name)
 		s.p("")
 	}
-	for _, q8 := range []bool{false, true} {
+	for _, kind := range kinds {
 		for R := 1; R <= maxR; R++ {
 			for T := 1; T <= maxT; T++ {
-				s.kernel(q8, R, T)
+				s.kernel(kind, R, T)
 			}
 		}
 	}
+	s.prepW("Q4_0")
+	s.prepW("Q8_0")
 	if err := os.WriteFile("q8q4_vnni_amd64.s", s.b.Bytes(), 0o644); err != nil {
+		panic(err)
+	}
+
+	var a gen
+	a.p("// Code generated by q8q4_gen.go; DO NOT EDIT.")
+	a.p("")
+	a.p("//go:build amd64 && !purego")
+	a.p("")
+	a.p("#include \"textflag.h\"")
+	a.p("")
+	a.p("// Byte constants, broadcast: 0x0f (Q4_0 nibble mask), 8 (Q4_0 offset).")
+	a.p("DATA q8q4Bytes<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f")
+	a.p("DATA q8q4Bytes<>+8(SB)/8, $0x0808080808080808")
+	a.p("GLOBL q8q4Bytes<>(SB), RODATA|NOPTR, $16")
+	a.p("")
+	for _, kind := range []string{"Q4_0", "Q8_0"} {
+		for T := 1; T <= 4; T++ {
+			a.avx2Kernel(kind, T)
+		}
+	}
+	if err := os.WriteFile("q8q4_avx2_amd64.s", a.b.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
 
@@ -222,25 +396,37 @@ func main() {
 	fmt.Fprintln(&d)
 	fmt.Fprintln(&d, "package compute")
 	fmt.Fprintln(&d)
-	for _, q8 := range []bool{false, true} {
+	for _, kind := range kinds {
 		for R := 1; R <= maxR; R++ {
 			for T := 1; T <= maxT; T++ {
 				fmt.Fprintln(&d, "//go:noescape")
-				fmt.Fprintf(&d, "func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)\n\n", kernName(q8, R, T))
+				fmt.Fprintf(&d, "func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)\n\n", kernName(kind, R, T))
 			}
 		}
 	}
-	for _, q8 := range []bool{false, true} {
-		v := "q8q4Q4_0Tiles"
-		if q8 {
-			v = "q8q4Q8_0Tiles"
+	for _, kind := range []string{"Q4_0", "Q8_0"} {
+		fmt.Fprintln(&d, "//go:noescape")
+		fmt.Fprintf(&d, "func q8q4PrepW%s(dst *byte, stride int, w *byte, groups int)\n\n", kind)
+		for T := 1; T <= 4; T++ {
+			fmt.Fprintln(&d, "//go:noescape")
+			fmt.Fprintf(&d, "func q8q4%sAVX2x%d(y *float32, ldy int, w *byte, aq *int8, ad *float32, cols, nb int)\n\n", kind, T)
 		}
+		fmt.Fprintf(&d, "// q8q4%sAVX2[T-1] is the AVX2 kernel of one row × T tokens.\n", kind)
+		fmt.Fprintf(&d, "var q8q4%sAVX2 = [4]q8q4AVX2Func{", kind)
+		for T := 1; T <= 4; T++ {
+			fmt.Fprintf(&d, "q8q4%sAVX2x%d, ", kind, T)
+		}
+		fmt.Fprintln(&d, "}")
+		fmt.Fprintln(&d)
+	}
+	for _, kind := range kinds {
+		v := "q8q4" + kind + "Tiles"
 		fmt.Fprintf(&d, "// %s[R-1][T-1] is the kernel of tiles of R rows × T tokens.\n", v)
 		fmt.Fprintf(&d, "var %s = [%d][%d]q8q4TileFunc{\n", v, maxR, maxT)
 		for R := 1; R <= maxR; R++ {
 			fmt.Fprint(&d, "{")
 			for T := 1; T <= maxT; T++ {
-				fmt.Fprintf(&d, "%s, ", kernName(q8, R, T))
+				fmt.Fprintf(&d, "%s, ", kernName(kind, R, T))
 			}
 			fmt.Fprintln(&d, "},")
 		}

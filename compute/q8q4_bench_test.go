@@ -1,0 +1,52 @@
+package compute
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// BenchmarkQ8Q4 times MatMul on Llama-3.2-1B's shapes with Q8_0 and Q4_0
+// weights, two threads, in Fast and Exact numerics: GB/s of weights read
+// (the decode measure) and GOP/s (two per multiply-add, the prefill one).
+//
+//	go test ./compute -run X -bench Q8Q4 -count 3
+func BenchmarkQ8Q4(b *testing.B) {
+	rng := rand.New(rand.NewPCG(135, 136))
+	p := NewPool(2)
+	defer p.Close()
+	for _, dt := range []DType{Q4_0, Q8_0} {
+		for _, sh := range [][2]int{{2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}} {
+			rows, cols := sh[0], sh[1]
+			raw := randBlocks(rng, dt, rows, cols)
+			var w *Mat
+			var err error
+			if dt == Q8_0 {
+				w, err = NewQ8_0(rows, cols, raw)
+			} else {
+				w, err = NewBlocks(dt, rows, cols, raw)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, n := range []int{1, 8, 512} {
+				x := randF32(rng, n*cols)
+				y := make([]float32, n*rows)
+				for _, num := range []Numerics{Fast, Exact} {
+					b.Run(fmt.Sprintf("%v/%s/%dx%d/n=%d", dt, num, rows, cols, n), func(b *testing.B) {
+						p.SetNumerics(num)
+						defer p.SetNumerics(Exact)
+						p.MatMul(y, x, n, w)
+						b.ResetTimer()
+						for range b.N {
+							p.MatMul(y, x, n, w)
+						}
+						sec := b.Elapsed().Seconds() / float64(b.N)
+						b.ReportMetric(float64(len(raw))/sec/1e9, "GB/s")
+						b.ReportMetric(2*float64(rows)*float64(cols)*float64(n)/sec/1e9, "GOP/s")
+					})
+				}
+			}
+		}
+	}
+}
