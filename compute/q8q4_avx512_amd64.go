@@ -24,6 +24,9 @@ import (
 func q8q4PrepVNNI(dst *byte, stride int, q *int8, d *float32, s *int32, groups, shift int)
 
 //go:noescape
+func q8q4Widen8(dst *byte, dstride int, src *byte, pairs int, token bool)
+
+//go:noescape
 func q8q4QuantizeAVX512(q *int8, d *float32, s *int32, x *float32, blocks int)
 
 // q8q4TileFunc is a generated tile kernel: y[(k·T+i)·ldy+r] for r < R,
@@ -66,7 +69,7 @@ func quantizeActAVX512(a *qact, x []float32, lo, hi int) {
 }
 
 // q8q4Buf is scratch for prepared activations and weights.
-type q8q4Buf struct{ act, w []byte }
+type q8q4Buf struct{ act, w, tmp []byte }
 
 var q8q4Bufs = sync.Pool{New: func() any { return &q8q4Buf{act: make([]byte, q8q4Scratch)} }}
 
@@ -78,10 +81,8 @@ func matQ4_0VNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
 	matQVNNI(y, ldy, w, rows, a, ntok, Q4_0, &q8q4Q4_0Tiles, q8q4PrepWQ4_0)
 }
 
-// matQVNNI runs the tiles over all rows and tokens. Activations are
-// prepared in passes of as many tokens as the scratch holds; where a pass
-// has more than 2 tiles of tokens, each tile of weight rows is prepared
-// once too (prepW) so that its unpacking is not repeated per token tile.
+// matQVNNI computes the groups of 4 blocks with the tile kernels and
+// adds the blocks past the last whole group in Go.
 func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DType, tiles *[q8q4TileR][q8q4TileT]q8q4TileFunc,
 	prepW func(dst *byte, stride int, w *byte, groups int)) {
 	if rows <= 0 || ntok <= 0 {
@@ -99,51 +100,110 @@ func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DT
 			shift = 7 // Q8_0: (w+128) − 128
 		}
 		sb := q8q4Bufs.Get().(*q8q4Buf)
-		buf := sb.act
-		per := groups * q8q4GroupBytes // bytes per token
-		tb := max(1, len(buf)/per)     // tokens per pass
-		if tb > q8q4TileT {
-			tb -= tb % q8q4TileT
-		}
-		if tb*per > len(buf) {
-			buf = make([]byte, tb*per)
-		}
-		for t0 := 0; t0 < ntok; t0 += tb {
-			nt := min(tb, ntok-t0)
-			for i := range nt {
-				k := i / q8q4TileT
-				tsz := min(q8q4TileT, nt-k*q8q4TileT)
-				e := (t0 + i) * cols
-				q8q4PrepVNNI(&buf[k*q8q4TileT*per+i%q8q4TileT*q8q4GroupBytes], tsz*q8q4GroupBytes,
-					&a.q[e], &a.d[e/ActBlock], &a.s[e/16], groups, shift)
-			}
-			full, rem := nt/q8q4TileT, nt%q8q4TileT
-			kern := tiles
-			if full > 2 {
-				kern = &q8q4PTiles
-				sb.w = grow(sb.w, q8q4TileR*groups*q8q4WGroupBytes)
-			}
-			for r := 0; r < rows; r += q8q4TileR {
-				nr := min(q8q4TileR, rows-r)
-				wp, wrb := &w[r*rb], rb
-				if kern == &q8q4PTiles {
-					for i := range nr {
-						prepW(&sb.w[i*q8q4WGroupBytes], nr*q8q4WGroupBytes, &w[(r+i)*rb], groups)
-					}
-					wp, wrb = &sb.w[0], 0
-				}
-				if full > 0 {
-					kern[nr-1][q8q4TileT-1](&y[t0*ldy+r], ldy, wp, wrb, &buf[0], groups, full)
-				}
-				if rem > 0 {
-					kern[nr-1][rem-1](&y[(t0+full*q8q4TileT)*ldy+r], ldy, wp, wrb, &buf[full*q8q4TileT*per], groups, 1)
-				}
-			}
+		if ntok >= q8q4PrefillTokens {
+			matQVNNIPrefill(sb, y, ldy, w, rb, rows, a, ntok, groups, shift, prepW)
+		} else {
+			matQVNNIDecode(sb, y, ldy, w, rb, rows, a, ntok, groups, shift, tiles)
 		}
 		q8q4Bufs.Put(sb)
 	}
 	if rest := groups * q8q4GroupCols; rest < cols {
 		matQTail(y, ldy, w, rows, a, ntok, dt, rest, groups > 0)
+	}
+}
+
+// q8q4PrefillTokens is the token count from which weight rows are
+// unpacked once into scratch (and activations widened to pairs of
+// groups) instead of once per tile of tokens.
+const q8q4PrefillTokens = 3 * q8q4TileT
+
+// matQVNNIDecode multiplies raw weight rows, unpacking each row group once
+// per tile of up to 4 tokens: for decode steps of up to 4 sequences each
+// weight byte is read once.
+func matQVNNIDecode(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a *qact, ntok, groups, shift int, tiles *[q8q4TileR][q8q4TileT]q8q4TileFunc) {
+	cols := a.cols
+	buf := sb.act
+	per := groups * q8q4GroupBytes // bytes per token
+	if ntok*per > len(buf) {
+		buf = make([]byte, ntok*per)
+		sb.act = buf
+	}
+	for i := range ntok {
+		k := i / q8q4TileT
+		tsz := min(q8q4TileT, ntok-k*q8q4TileT)
+		e := i * cols
+		q8q4PrepVNNI(&buf[k*q8q4TileT*per+i%q8q4TileT*q8q4GroupBytes], tsz*q8q4GroupBytes,
+			&a.q[e], &a.d[e/ActBlock], &a.s[e/16], groups, shift)
+	}
+	full, rem := ntok/q8q4TileT, ntok%q8q4TileT
+	for r := 0; r < rows; r += q8q4TileR {
+		nr := min(q8q4TileR, rows-r)
+		if full > 0 {
+			tiles[nr-1][q8q4TileT-1](&y[r], ldy, &w[r*rb], rb, &buf[0], groups, full)
+		}
+		if rem > 0 {
+			tiles[nr-1][rem-1](&y[full*q8q4TileT*ldy+r], ldy, &w[r*rb], rb, &buf[full*q8q4TileT*per], groups, 1)
+		}
+	}
+}
+
+// matQVNNIPrefill runs the widened-pair kernels: activations are prepared
+// and widened in passes of as many tokens as the scratch holds, and in
+// each pass every tile of 2 weight rows is unpacked and widened once,
+// then multiplied by all the pass's tokens. An odd last group is paired
+// with zeros.
+func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a *qact, ntok, groups, shift int,
+	prepW func(dst *byte, stride int, w *byte, groups int)) {
+	const (
+		tokPair = 384 // widened bytes per token and pair
+		wPair   = 320 // widened bytes per weight row and pair
+		R, T    = 2, q8q4TileT
+	)
+	cols := a.cols
+	pairs := (groups + 1) / 2
+	per := pairs * tokPair
+	tb := max(1, len(sb.act)/per) // tokens per pass
+	if tb > T {
+		tb -= tb % T
+	}
+	buf := sb.act
+	if tb*per > len(buf) {
+		buf = make([]byte, tb*per)
+		sb.act = buf
+	}
+	// tmp holds one token's or one row's 4-block records before widening.
+	sb.tmp = grow(sb.tmp, 2*pairs*q8q4GroupBytes)
+	sb.w = grow(sb.w, R*pairs*wPair)
+	tmp := sb.tmp
+	for t0 := 0; t0 < ntok; t0 += tb {
+		nt := min(tb, ntok-t0)
+		for i := range nt {
+			k := i / T
+			tsz := min(T, nt-k*T)
+			e := (t0 + i) * cols
+			q8q4PrepVNNI(&tmp[0], q8q4GroupBytes, &a.q[e], &a.d[e/ActBlock], &a.s[e/16], groups, shift)
+			if groups%2 != 0 {
+				clear(tmp[groups*q8q4GroupBytes : (groups+1)*q8q4GroupBytes])
+			}
+			q8q4Widen8(&buf[k*T*per+i%T*tokPair], tsz*tokPair, &tmp[0], pairs, true)
+		}
+		full, rem := nt/T, nt%T
+		for r := 0; r < rows; r += R {
+			nr := min(R, rows-r)
+			for i := range nr {
+				prepW(&tmp[0], q8q4WGroupBytes, &w[(r+i)*rb], groups)
+				if groups%2 != 0 {
+					clear(tmp[groups*q8q4WGroupBytes : (groups+1)*q8q4WGroupBytes])
+				}
+				q8q4Widen8(&sb.w[i*wPair], nr*wPair, &tmp[0], pairs, false)
+			}
+			if full > 0 {
+				q8q4P8Tiles[nr-1][T-1](&y[t0*ldy+r], ldy, &sb.w[0], 0, &buf[0], pairs, full)
+			}
+			if rem > 0 {
+				q8q4P8Tiles[nr-1][rem-1](&y[(t0+full*T)*ldy+r], ldy, &sb.w[0], 0, &buf[full*T*per], pairs, 1)
+			}
+		}
 	}
 }
 

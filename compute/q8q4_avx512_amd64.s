@@ -163,3 +163,118 @@ quant_loop:
 quant_done:
 	VZEROUPPER
 	RET
+
+// Indices of the widening: even and odd qwords of two tables, each
+// 4-repeated scale twice, the non-zero offset dwords.
+DATA q8q4QEven<>+0(SB)/8, $0
+DATA q8q4QEven<>+8(SB)/8, $2
+DATA q8q4QEven<>+16(SB)/8, $4
+DATA q8q4QEven<>+24(SB)/8, $6
+DATA q8q4QEven<>+32(SB)/8, $8
+DATA q8q4QEven<>+40(SB)/8, $10
+DATA q8q4QEven<>+48(SB)/8, $12
+DATA q8q4QEven<>+56(SB)/8, $14
+GLOBL q8q4QEven<>(SB), RODATA|NOPTR, $64
+
+DATA q8q4QOdd<>+0(SB)/8, $1
+DATA q8q4QOdd<>+8(SB)/8, $3
+DATA q8q4QOdd<>+16(SB)/8, $5
+DATA q8q4QOdd<>+24(SB)/8, $7
+DATA q8q4QOdd<>+32(SB)/8, $9
+DATA q8q4QOdd<>+40(SB)/8, $11
+DATA q8q4QOdd<>+48(SB)/8, $13
+DATA q8q4QOdd<>+56(SB)/8, $15
+GLOBL q8q4QOdd<>(SB), RODATA|NOPTR, $64
+
+DATA q8q4DRep2<>+0(SB)/4, $0
+DATA q8q4DRep2<>+4(SB)/4, $0
+DATA q8q4DRep2<>+8(SB)/4, $4
+DATA q8q4DRep2<>+12(SB)/4, $4
+DATA q8q4DRep2<>+16(SB)/4, $8
+DATA q8q4DRep2<>+20(SB)/4, $8
+DATA q8q4DRep2<>+24(SB)/4, $12
+DATA q8q4DRep2<>+28(SB)/4, $12
+DATA q8q4DRep2<>+32(SB)/4, $16
+DATA q8q4DRep2<>+36(SB)/4, $16
+DATA q8q4DRep2<>+40(SB)/4, $20
+DATA q8q4DRep2<>+44(SB)/4, $20
+DATA q8q4DRep2<>+48(SB)/4, $24
+DATA q8q4DRep2<>+52(SB)/4, $24
+DATA q8q4DRep2<>+56(SB)/4, $28
+DATA q8q4DRep2<>+60(SB)/4, $28
+GLOBL q8q4DRep2<>(SB), RODATA|NOPTR, $64
+
+DATA q8q4DEven<>+0(SB)/4, $0
+DATA q8q4DEven<>+4(SB)/4, $2
+DATA q8q4DEven<>+8(SB)/4, $4
+DATA q8q4DEven<>+12(SB)/4, $6
+DATA q8q4DEven<>+16(SB)/4, $8
+DATA q8q4DEven<>+20(SB)/4, $10
+DATA q8q4DEven<>+24(SB)/4, $12
+DATA q8q4DEven<>+28(SB)/4, $14
+DATA q8q4DEven<>+32(SB)/4, $16
+DATA q8q4DEven<>+36(SB)/4, $18
+DATA q8q4DEven<>+40(SB)/4, $20
+DATA q8q4DEven<>+44(SB)/4, $22
+DATA q8q4DEven<>+48(SB)/4, $24
+DATA q8q4DEven<>+52(SB)/4, $26
+DATA q8q4DEven<>+56(SB)/4, $28
+DATA q8q4DEven<>+60(SB)/4, $30
+GLOBL q8q4DEven<>(SB), RODATA|NOPTR, $64
+
+// func q8q4Widen8(dst *byte, dstride int, src *byte, pairs int, token bool)
+// Widens pairs of consecutive 4-block records at src (token records of 256
+// bytes from q8q4PrepVNNI, or weight records of 192 from q8q4PrepW*) into
+// the pair layout of the q8q4P8 kernels at dst+m·dstride: the 4 parts
+// (values 8p…8p+7 of each of the 8 blocks in qword j), the scales with
+// block j in dwords 2j, 2j+1, and for tokens the offsets likewise.
+TEXT ·q8q4Widen8(SB), NOSPLIT, $0-33
+	MOVQ      dst+0(FP), DI
+	MOVQ      dstride+8(FP), R8
+	MOVQ      src+16(FP), SI
+	MOVQ      pairs+24(FP), CX
+	MOVBLZX   token+32(FP), AX
+	VMOVDQU64 q8q4QEven<>(SB), Z20
+	VMOVDQU64 q8q4QOdd<>(SB), Z21
+	VMOVDQU32 q8q4DRep2<>(SB), Z22
+	VMOVDQU32 q8q4DEven<>(SB), Z23
+	MOVQ      $192, BX
+	TESTQ     AX, AX
+	JEQ       widen_start
+	MOVQ      $256, BX
+
+widen_start:
+	TESTQ CX, CX
+	JEQ   widen_done
+
+widen_loop:
+	VMOVDQU64  (SI), Z0
+	VMOVDQU64  (SI), Z1
+	VPERMT2Q   (SI)(BX*1), Z20, Z0
+	VPERMT2Q   (SI)(BX*1), Z21, Z1
+	VMOVDQU64  64(SI), Z2
+	VMOVDQU64  64(SI), Z3
+	VPERMT2Q   64(SI)(BX*1), Z20, Z2
+	VPERMT2Q   64(SI)(BX*1), Z21, Z3
+	VMOVUPS    128(SI), Z4
+	VPERMT2PS  128(SI)(BX*1), Z22, Z4
+	VMOVDQU64  Z0, (DI)
+	VMOVDQU64  Z1, 64(DI)
+	VMOVDQU64  Z2, 128(DI)
+	VMOVDQU64  Z3, 192(DI)
+	VMOVUPS    Z4, 256(DI)
+	TESTQ      AX, AX
+	JEQ        widen_next
+	VMOVDQU32  192(SI), Z5
+	VPERMT2D   192(SI)(BX*1), Z23, Z5
+	VMOVDQU32  Z5, 320(DI)
+
+widen_next:
+	LEAQ (SI)(BX*2), SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ  widen_loop
+
+widen_done:
+	VZEROUPPER
+	RET

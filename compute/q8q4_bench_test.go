@@ -50,3 +50,25 @@ func BenchmarkQ8Q4(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQ8Q4PeakRead is the two-thread read bandwidth the decode
+// numbers of BenchmarkQ8Q4 compare with: PeakRead over 2 × 128 MiB.
+func BenchmarkQ8Q4PeakRead(b *testing.B) {
+	const n = 32 << 20 // floats per thread
+	bufs := [2][]float32{make([]float32, n), make([]float32, n)}
+	for _, x := range bufs {
+		for i := range x {
+			x[i] = 1
+		}
+	}
+	done := make(chan float32)
+	b.ResetTimer()
+	for range b.N {
+		for _, x := range bufs {
+			go func() { done <- PeakRead(x) }()
+		}
+		<-done
+		<-done
+	}
+	b.ReportMetric(float64(2*4*n)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GB/s")
+}

@@ -173,26 +173,7 @@ func (g *gen) kernel(kind string, R, T int) {
 	g.p("\tADDQ $%d, DX", 256*T)
 	g.p("\tDECQ CX")
 	g.p("\tJNZ %s_group", name)
-	for r := range R {
-		for i := range T {
-			a := acc(r, i)
-			g.p("\tVEXTRACTF32X8 $1, Z%d, Y28", a)
-			g.p("\tVADDPS Y28, Y%d, Y28", a)
-			g.p("\tVEXTRACTF32X4 $1, Y28, X29")
-			g.p("\tVADDPS X29, X28, X28")
-			g.p("\tVPERMILPS $0x4e, X28, X29")
-			g.p("\tVADDPS X29, X28, X28")
-			g.p("\tVPERMILPS $0xb1, X28, X29")
-			g.p("\tVADDSS X29, X28, X28")
-			g.p("\tVMOVSS X28, %s", yAddr(r, i))
-		}
-	}
-	switch T {
-	case 3:
-		g.p("\tADDQ R13, DI")
-	default:
-		g.p("\tLEAQ (DI)(R8*%d), DI", T)
-	}
+	g.reduceStore(R, T, acc)
 	g.p("\tDECQ R11")
 	g.p("\tJNZ %s_tile", name)
 	g.p("\tVZEROUPPER")
@@ -232,7 +213,102 @@ func (g *gen) prepW(kind string) {
 	g.p("")
 }
 
-var kinds = []string{"Q4_0", "Q8_0", "P"}
+var kinds = []string{"Q4_0", "Q8_0"}
+
+// Pairs of groups (8 blocks, 256 columns) in the widened layout of the
+// prefill kernels: lanes 2j, 2j+1 of every vector belong to block j, so
+// four VPDPBUSDs (parts p = 0…3: values 8p…8p+7 of each block) sum 16
+// products per lane before one float scaling per 256 products. A token's
+// pair takes 384 bytes (4 parts, the scales each repeated twice, the
+// offset corrections), a weight row's 320 (4 parts, the scales).
+const maxR8, maxT8 = 2, 4
+
+// kernel8 writes q8q4P8VNNI<R>x<T>: the tile kernel of kernel over widened
+// pairs (groups counts pairs; R·320 weight bytes and T·384 token bytes
+// per pair).
+func (g *gen) kernel8(R, T int) {
+	name := fmt.Sprintf("q8q4P8VNNI%dx%d", R, T)
+	wr := func(r, p int) int { return 5*r + p } // p = 4: scales
+	const tok = 5 * maxR8                        // Z10…Z15: 4 parts, scales, offsets
+	acc := func(r, i int) int { return tok + 6 + r*T + i }
+	g.p("// func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)", name)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
+	g.p("\tMOVQ y+0(FP), DI")
+	g.p("\tMOVQ ldy+8(FP), R8")
+	g.p("\tSHLQ $2, R8")
+	g.p("\tLEAQ (R8)(R8*2), R13")
+	g.p("\tMOVQ w+16(FP), R12")
+	g.p("\tMOVQ tp+32(FP), DX")
+	g.p("\tMOVQ groups+40(FP), R10")
+	g.p("\tMOVQ tiles+48(FP), R11")
+	g.p("%s_tile:", name)
+	g.p("\tMOVQ R12, SI")
+	g.p("\tMOVQ R10, CX")
+	for r := range R {
+		for i := range T {
+			g.p("\tVPXORD Z%d, Z%d, Z%d", acc(r, i), acc(r, i), acc(r, i))
+		}
+	}
+	g.p("%s_group:", name)
+	for r := range R {
+		for p := range 5 {
+			g.p("\tVMOVDQU32 %d(SI), Z%d", 320*r+64*p, wr(r, p))
+		}
+	}
+	tmp := []int{28, 29, 30}
+	k := 0
+	for i := range T {
+		for p := range 6 {
+			g.p("\tVMOVDQU32 %d(DX), Z%d", 384*i+64*p, tok+p)
+		}
+		for r := range R {
+			z := tmp[k%len(tmp)]
+			k++
+			g.p("\tVMOVDQA32 Z%d, Z%d", tok+5, z)
+			for p := range 4 {
+				g.p("\tVPDPBUSD Z%d, Z%d, Z%d", tok+p, wr(r, p), z)
+			}
+			g.p("\tVCVTDQ2PS Z%d, Z%d", z, z)
+			g.p("\tVMULPS Z%d, Z%d, Z%d", wr(r, 4), z, z)
+			g.p("\tVFMADD231PS Z%d, Z%d, Z%d", tok+4, z, acc(r, i))
+		}
+	}
+	g.p("\tADDQ $%d, SI", 320*R)
+	g.p("\tADDQ $%d, DX", 384*T)
+	g.p("\tDECQ CX")
+	g.p("\tJNZ %s_group", name)
+	g.reduceStore(R, T, acc)
+	g.p("\tDECQ R11")
+	g.p("\tJNZ %s_tile", name)
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+	g.p("")
+}
+
+// reduceStore sums each accumulator's lanes into y and advances DI past
+// the tile's T tokens.
+func (g *gen) reduceStore(R, T int, acc func(r, i int) int) {
+	for r := range R {
+		for i := range T {
+			a := acc(r, i)
+			g.p("\tVEXTRACTF32X8 $1, Z%d, Y28", a)
+			g.p("\tVADDPS Y28, Y%d, Y28", a)
+			g.p("\tVEXTRACTF32X4 $1, Y28, X29")
+			g.p("\tVADDPS X29, X28, X28")
+			g.p("\tVPERMILPS $0x4e, X28, X29")
+			g.p("\tVADDPS X29, X28, X28")
+			g.p("\tVPERMILPS $0xb1, X28, X29")
+			g.p("\tVADDSS X29, X28, X28")
+			g.p("\tVMOVSS X28, %s", yAddr(r, i))
+		}
+	}
+	switch T {
+	case 3:
+		g.p("\tADDQ R13, DI")
+	default:
+		g.p("\tLEAQ (DI)(R8*%d), DI", T)
+	}
+}
 
 // avx2Kernel writes q8q4<kind>AVX2x<T>, the AVX2 kernel of one weight row
 // × T tokens over nb blocks:
@@ -364,6 +440,11 @@ func main() {
 	}
 	s.prepW("Q4_0")
 	s.prepW("Q8_0")
+	for R := 1; R <= maxR8; R++ {
+		for T := 1; T <= maxT8; T++ {
+			s.kernel8(R, T)
+		}
+	}
 	if err := os.WriteFile("q8q4_vnni_amd64.s", s.b.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
@@ -419,6 +500,23 @@ func main() {
 		fmt.Fprintln(&d, "}")
 		fmt.Fprintln(&d)
 	}
+	for R := 1; R <= maxR8; R++ {
+		for T := 1; T <= maxT8; T++ {
+			fmt.Fprintln(&d, "//go:noescape")
+			fmt.Fprintf(&d, "func q8q4P8VNNI%dx%d(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)\n\n", R, T)
+		}
+	}
+	fmt.Fprintln(&d, "// q8q4P8Tiles[R-1][T-1] is the widened-pair kernel of R rows × T tokens.")
+	fmt.Fprintf(&d, "var q8q4P8Tiles = [%d][%d]q8q4TileFunc{\n", maxR8, maxT8)
+	for R := 1; R <= maxR8; R++ {
+		fmt.Fprint(&d, "{")
+		for T := 1; T <= maxT8; T++ {
+			fmt.Fprintf(&d, "q8q4P8VNNI%dx%d, ", R, T)
+		}
+		fmt.Fprintln(&d, "},")
+	}
+	fmt.Fprintln(&d, "}")
+	fmt.Fprintln(&d)
 	for _, kind := range kinds {
 		v := "q8q4" + kind + "Tiles"
 		fmt.Fprintf(&d, "// %s[R-1][T-1] is the kernel of tiles of R rows × T tokens.\n", v)

@@ -77,42 +77,6 @@ func q8q4Q8_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, til
 func q8q4Q8_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
 
 //go:noescape
-func q8q4PVNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
-func q8q4PVNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-
-//go:noescape
 func q8q4PrepWQ4_0(dst *byte, stride int, w *byte, groups int)
 
 //go:noescape
@@ -148,6 +112,36 @@ func q8q4Q8_0AVX2x4(y *float32, ldy int, w *byte, aq *int8, ad *float32, cols, n
 // q8q4Q8_0AVX2[T-1] is the AVX2 kernel of one row × T tokens.
 var q8q4Q8_0AVX2 = [4]q8q4AVX2Func{q8q4Q8_0AVX2x1, q8q4Q8_0AVX2x2, q8q4Q8_0AVX2x3, q8q4Q8_0AVX2x4}
 
+//go:noescape
+func q8q4P8VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+//go:noescape
+func q8q4P8VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+//go:noescape
+func q8q4P8VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+//go:noescape
+func q8q4P8VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+//go:noescape
+func q8q4P8VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+//go:noescape
+func q8q4P8VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+//go:noescape
+func q8q4P8VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+//go:noescape
+func q8q4P8VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+
+// q8q4P8Tiles[R-1][T-1] is the widened-pair kernel of R rows × T tokens.
+var q8q4P8Tiles = [2][4]q8q4TileFunc{
+	{q8q4P8VNNI1x1, q8q4P8VNNI1x2, q8q4P8VNNI1x3, q8q4P8VNNI1x4},
+	{q8q4P8VNNI2x1, q8q4P8VNNI2x2, q8q4P8VNNI2x3, q8q4P8VNNI2x4},
+}
+
 // q8q4Q4_0Tiles[R-1][T-1] is the kernel of tiles of R rows × T tokens.
 var q8q4Q4_0Tiles = [3][4]q8q4TileFunc{
 	{q8q4Q4_0VNNI1x1, q8q4Q4_0VNNI1x2, q8q4Q4_0VNNI1x3, q8q4Q4_0VNNI1x4},
@@ -160,11 +154,4 @@ var q8q4Q8_0Tiles = [3][4]q8q4TileFunc{
 	{q8q4Q8_0VNNI1x1, q8q4Q8_0VNNI1x2, q8q4Q8_0VNNI1x3, q8q4Q8_0VNNI1x4},
 	{q8q4Q8_0VNNI2x1, q8q4Q8_0VNNI2x2, q8q4Q8_0VNNI2x3, q8q4Q8_0VNNI2x4},
 	{q8q4Q8_0VNNI3x1, q8q4Q8_0VNNI3x2, q8q4Q8_0VNNI3x3, q8q4Q8_0VNNI3x4},
-}
-
-// q8q4PTiles[R-1][T-1] is the kernel of tiles of R rows × T tokens.
-var q8q4PTiles = [3][4]q8q4TileFunc{
-	{q8q4PVNNI1x1, q8q4PVNNI1x2, q8q4PVNNI1x3, q8q4PVNNI1x4},
-	{q8q4PVNNI2x1, q8q4PVNNI2x2, q8q4PVNNI2x3, q8q4PVNNI2x4},
-	{q8q4PVNNI3x1, q8q4PVNNI3x2, q8q4PVNNI3x3, q8q4PVNNI3x4},
 }
