@@ -39,7 +39,7 @@ const (
 	q8q4WGroupBytes = 192         // prepared bytes per weight row and group
 	q8q4TileT       = 4           // tokens per full tile
 	q8q4TileR       = 3           // weight rows per full tile
-	q8q4Scratch     = 256 << 10   // prepared activations per pass
+	q8q4Scratch     = 512 << 10   // prepared activations per pass
 	q8q4GroupCols   = 4 * Q8Block // columns per group
 )
 
@@ -101,7 +101,8 @@ func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DT
 		}
 		sb := q8q4Bufs.Get().(*q8q4Buf)
 		if ntok >= q8q4PrefillTokens {
-			matQVNNIPrefill(sb, y, ldy, w, rb, rows, a, ntok, groups, shift, prepW)
+			_, bb := blockShape(dt)
+			matQVNNIPrefill(sb, y, ldy, w, rb, rows, a, ntok, groups, shift, 4*bb, prepW)
 		} else {
 			matQVNNIDecode(sb, y, ldy, w, rb, rows, a, ntok, groups, shift, tiles)
 		}
@@ -147,12 +148,13 @@ func matQVNNIDecode(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a
 	}
 }
 
-// matQVNNIPrefill runs the widened-pair kernels: activations are prepared
-// and widened in passes of as many tokens as the scratch holds, and in
-// each pass every tile of 2 weight rows is unpacked and widened once,
-// then multiplied by all the pass's tokens. An odd last group is paired
-// with zeros.
-func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a *qact, ntok, groups, shift int,
+// matQVNNIPrefill runs the widened-pair kernels. Activations are prepared
+// and widened in passes of as many tokens as the scratch holds (at least
+// q8q4PassTokens, splitting the columns into chunks whose sums add up in
+// y where a row is too long for that); in each pass every tile of 2
+// weight rows is unpacked and widened once, then multiplied by all the
+// pass's tokens. An odd last group is paired with zeros.
+func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a *qact, ntok, groups, shift int, gb int,
 	prepW func(dst *byte, stride int, w *byte, groups int)) {
 	const (
 		tokPair = 384 // widened bytes per token and pair
@@ -161,7 +163,11 @@ func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, 
 	)
 	cols := a.cols
 	pairs := (groups + 1) / 2
-	per := pairs * tokPair
+	kc := pairs // pairs per column chunk
+	if len(sb.act)/(kc*tokPair) < q8q4PassTokens {
+		kc = max(1, len(sb.act)/(q8q4PassTokens*tokPair))
+	}
+	per := kc * tokPair
 	tb := max(1, len(sb.act)/per) // tokens per pass
 	if tb > T {
 		tb -= tb % T
@@ -172,40 +178,54 @@ func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, 
 		sb.act = buf
 	}
 	// tmp holds one token's or one row's 4-block records before widening.
-	sb.tmp = grow(sb.tmp, 2*pairs*q8q4GroupBytes)
-	sb.w = grow(sb.w, R*pairs*wPair)
+	sb.tmp = grow(sb.tmp, 2*kc*q8q4GroupBytes)
+	sb.w = grow(sb.w, R*kc*wPair)
 	tmp := sb.tmp
-	for t0 := 0; t0 < ntok; t0 += tb {
-		nt := min(tb, ntok-t0)
-		for i := range nt {
-			k := i / T
-			tsz := min(T, nt-k*T)
-			e := (t0 + i) * cols
-			q8q4PrepVNNI(&tmp[0], q8q4GroupBytes, &a.q[e], &a.d[e/ActBlock], &a.s[e/16], groups, shift)
-			if groups%2 != 0 {
-				clear(tmp[groups*q8q4GroupBytes : (groups+1)*q8q4GroupBytes])
-			}
-			q8q4Widen8(&buf[k*T*per+i%T*tokPair], tsz*tokPair, &tmp[0], pairs, true)
+	for k0 := 0; k0 < pairs; k0 += kc {
+		nk := min(kc, pairs-k0)
+		ng := min(groups-2*k0, 2*nk) // groups in this chunk
+		c0 := k0 * 2 * q8q4GroupCols // its first column
+		add := 0
+		if k0 > 0 {
+			add = 1
 		}
-		full, rem := nt/T, nt%T
-		for r := 0; r < rows; r += R {
-			nr := min(R, rows-r)
-			for i := range nr {
-				prepW(&tmp[0], q8q4WGroupBytes, &w[(r+i)*rb], groups)
-				if groups%2 != 0 {
-					clear(tmp[groups*q8q4WGroupBytes : (groups+1)*q8q4WGroupBytes])
+		per := nk * tokPair // this chunk's bytes per token
+		for t0 := 0; t0 < ntok; t0 += tb {
+			nt := min(tb, ntok-t0)
+			for i := range nt {
+				k := i / T
+				tsz := min(T, nt-k*T)
+				e := (t0+i)*cols + c0
+				q8q4PrepVNNI(&tmp[0], q8q4GroupBytes, &a.q[e], &a.d[e/ActBlock], &a.s[e/16], ng, shift)
+				if ng%2 != 0 {
+					clear(tmp[ng*q8q4GroupBytes : (ng+1)*q8q4GroupBytes])
 				}
-				q8q4Widen8(&sb.w[i*wPair], nr*wPair, &tmp[0], pairs, false)
+				q8q4Widen8(&buf[k*T*per+i%T*tokPair], tsz*tokPair, &tmp[0], nk, true)
 			}
-			if full > 0 {
-				q8q4P8Tiles[nr-1][T-1](&y[t0*ldy+r], ldy, &sb.w[0], 0, &buf[0], pairs, full)
-			}
-			if rem > 0 {
-				q8q4P8Tiles[nr-1][rem-1](&y[(t0+full*T)*ldy+r], ldy, &sb.w[0], 0, &buf[full*T*per], pairs, 1)
+			full, rem := nt/T, nt%T
+			for r := 0; r < rows; r += R {
+				nr := min(R, rows-r)
+				for i := range nr {
+					prepW(&tmp[0], q8q4WGroupBytes, &w[(r+i)*rb+2*k0*gb], ng)
+					if ng%2 != 0 {
+						clear(tmp[ng*q8q4WGroupBytes : (ng+1)*q8q4WGroupBytes])
+					}
+					q8q4Widen8(&sb.w[i*wPair], nr*wPair, &tmp[0], nk, false)
+				}
+				if full > 0 {
+					q8q4P8Tiles[nr-1][T-1](&y[t0*ldy+r], ldy, &sb.w[0], add, &buf[0], nk, full)
+				}
+				if rem > 0 {
+					q8q4P8Tiles[nr-1][rem-1](&y[(t0+full*T)*ldy+r], ldy, &sb.w[0], add, &buf[full*T*per], nk, 1)
+				}
 			}
 		}
 	}
 }
+
+// q8q4PassTokens is the fewest tokens a prefill pass should hold: each
+// weight tile is unpacked once per pass.
+const q8q4PassTokens = 64
 
 // matQTail computes the Q8_0 or Q4_0 products over columns [from, cols),
 // adding them to y when add is set, else setting y.

@@ -24,7 +24,10 @@ import (
 
 const maxR, maxT = 3, 4
 
-type gen struct{ b bytes.Buffer }
+type gen struct {
+	b    bytes.Buffer
+	name string // the function being written
+}
 
 func (g *gen) p(format string, args ...any) { fmt.Fprintf(&g.b, format+"\n", args...) }
 
@@ -173,7 +176,7 @@ func (g *gen) kernel(kind string, R, T int) {
 	g.p("\tADDQ $%d, DX", 256*T)
 	g.p("\tDECQ CX")
 	g.p("\tJNZ %s_group", name)
-	g.reduceStore(R, T, acc)
+	g.reduceStore(R, T, acc, false)
 	g.p("\tDECQ R11")
 	g.p("\tJNZ %s_tile", name)
 	g.p("\tVZEROUPPER")
@@ -225,9 +228,10 @@ const maxR8, maxT8 = 2, 4
 
 // kernel8 writes q8q4P8VNNI<R>x<T>: the tile kernel of kernel over widened
 // pairs (groups counts pairs; R·320 weight bytes and T·384 token bytes
-// per pair).
+// per pair); rb ≠ 0 adds the sums to y instead of storing them.
 func (g *gen) kernel8(R, T int) {
 	name := fmt.Sprintf("q8q4P8VNNI%dx%d", R, T)
+	g.name = name
 	wr := func(r, p int) int { return 5*r + p } // p = 4: scales
 	const tok = 5 * maxR8                        // Z10…Z15: 4 parts, scales, offsets
 	acc := func(r, i int) int { return tok + 6 + r*T + i }
@@ -238,6 +242,7 @@ func (g *gen) kernel8(R, T int) {
 	g.p("\tSHLQ $2, R8")
 	g.p("\tLEAQ (R8)(R8*2), R13")
 	g.p("\tMOVQ w+16(FP), R12")
+	g.p("\tMOVQ rb+24(FP), BX")
 	g.p("\tMOVQ tp+32(FP), DX")
 	g.p("\tMOVQ groups+40(FP), R10")
 	g.p("\tMOVQ tiles+48(FP), R11")
@@ -277,7 +282,7 @@ func (g *gen) kernel8(R, T int) {
 	g.p("\tADDQ $%d, DX", 384*T)
 	g.p("\tDECQ CX")
 	g.p("\tJNZ %s_group", name)
-	g.reduceStore(R, T, acc)
+	g.reduceStore(R, T, acc, true)
 	g.p("\tDECQ R11")
 	g.p("\tJNZ %s_tile", name)
 	g.p("\tVZEROUPPER")
@@ -287,7 +292,8 @@ func (g *gen) kernel8(R, T int) {
 
 // reduceStore sums each accumulator's lanes into y and advances DI past
 // the tile's T tokens.
-func (g *gen) reduceStore(R, T int, acc func(r, i int) int) {
+// With add (the P8 kernels, BX ≠ 0 at run time) the sums are added to y.
+func (g *gen) reduceStore(R, T int, acc func(r, i int) int, add bool) {
 	for r := range R {
 		for i := range T {
 			a := acc(r, i)
@@ -299,6 +305,13 @@ func (g *gen) reduceStore(R, T int, acc func(r, i int) int) {
 			g.p("\tVADDPS X29, X28, X28")
 			g.p("\tVPERMILPS $0xb1, X28, X29")
 			g.p("\tVADDSS X29, X28, X28")
+			if add {
+				lbl := fmt.Sprintf("%s_st%d_%d", g.name, r, i)
+				g.p("\tTESTQ BX, BX")
+				g.p("\tJEQ %s", lbl)
+				g.p("\tVADDSS %s, X28, X28", yAddr(r, i))
+				g.p("%s:", lbl)
+			}
 			g.p("\tVMOVSS X28, %s", yAddr(r, i))
 		}
 	}

@@ -49,10 +49,22 @@ func TestQ8Q4NoOverread(t *testing.T) {
 	rng := rand.New(rand.NewPCG(137, 138))
 	a := q8q4Arena{newOvArena(1, 2)}
 	defer a.ov.free()
+	type shape struct{ rows, cols, n int }
+	var shapes []shape
+	for _, cols := range []int{32, 96, 128, 160, 256, 384} {
+		for rows := 1; rows <= 7; rows++ {
+			for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9, 13} {
+				shapes = append(shapes, shape{rows, cols, n})
+			}
+		}
+	}
+	// Prefill rows long enough to be split into column chunks.
+	shapes = append(shapes, shape{3, 8192 + 160, 13}, shape{1, 6144, 17})
 	for _, dt := range []DType{Q8_0, Q4_0} {
-		for _, cols := range []int{32, 96, 128, 160, 256, 384} {
-			for rows := 1; rows <= 7; rows++ {
-				for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9, 13} {
+		for _, sh := range shapes {
+			rows, cols, n := sh.rows, sh.cols, sh.n
+			{
+				{
 					raw := randBlocks(rng, dt, rows, cols)
 					w := a.bytes(len(raw))
 					copy(w, raw)
@@ -63,6 +75,18 @@ func TestQ8Q4NoOverread(t *testing.T) {
 					quantizeActGeneric(&ref, x, 0, n)
 					ldy := rows + 2
 					want := make([]float32, (n-1)*ldy+rows)
+					// mag[i] bounds the rounding error of output i: Σ|w·x|.
+					mag := make([]float64, len(want))
+					wrow := make([]float32, cols)
+					m := blockMat(t, dt, rows, cols, raw)
+					for r := range rows {
+						m.Row(r, wrow)
+						for tt := range n {
+							for c, wv := range wrow {
+								mag[tt*ldy+r] += math.Abs(float64(wv) * float64(ref.d[(tt*cols+c)/ActBlock]) * float64(ref.q[tt*cols+c]))
+							}
+						}
+					}
 					matQ := generic.matQ(dt)
 					matQ(want, ldy, w, rows, &ref, n)
 					for _, ks := range sets {
@@ -81,7 +105,7 @@ func TestQ8Q4NoOverread(t *testing.T) {
 								}
 								continue
 							}
-							if math.Abs(float64(v-want[i])) > 1e-4*math.Max(1, math.Abs(float64(want[i]))) {
+							if math.Abs(float64(v-want[i])) > 2e-5*mag[i]+1e-30 {
 								t.Fatalf("%s: y[%d] = %v, generic %v", name, i, v, want[i])
 							}
 						}
