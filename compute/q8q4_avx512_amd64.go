@@ -14,11 +14,19 @@ import (
 // become the unsigned operand of VPDPBUSD (Q4_0 nibbles 0…15; Q8_0 bytes
 // with the sign bit flipped, w+128) and activations the signed one; each
 // block's offset (8 or 128 times the activation block sum) is taken off in
-// the integer sums. Columns run in groups of 4 blocks: q8q4PrepVNNI lays
-// out a group's activations for each token once per call, and a tile
-// kernel (q8q4_gen.go) multiplies R ≤ 4 weight rows by T ≤ 4 tokens,
-// unpacking each weight group once for its T tokens. Blocks past the last
-// whole group are added in Go.
+// the integer sums. Columns run in groups of 4 blocks (q8q4_gen.go
+// describes the layouts):
+//
+//   - decode (fewer than q8q4PrefillTokens tokens): q8q4PrepVNNI lays out
+//     each token's groups once per call, and tiles of R ≤ 3 raw weight
+//     rows × T ≤ 4 tokens unpack each weight group in registers once per
+//     tile, so up to 4 sequences read each weight byte once;
+//   - prefill: activations and, once per pass of ≥ 64 tokens, each pair
+//     of weight rows are unpacked and widened to pairs of groups in
+//     scratch, and tiles of 2 rows × 4 tokens run 4 VPDPBUSD per float
+//     scaling.
+//
+// Blocks past the last whole group are added in Go.
 
 //go:noescape
 func q8q4PrepVNNI(dst *byte, stride int, q *int8, d *float32, s *int32, groups, shift int)
@@ -36,7 +44,7 @@ type q8q4TileFunc func(y *float32, ldy int, w *byte, rb int, tp *byte, groups, t
 
 const (
 	q8q4GroupBytes  = 256         // prepared bytes per token and group of 4 blocks
-	q8q4WGroupBytes = 192         // prepared bytes per weight row and group
+	q8q4WGroupBytes = 192         // unpacked bytes per weight row and group
 	q8q4TileT       = 4           // tokens per full tile
 	q8q4TileR       = 3           // weight rows per full tile
 	q8q4Scratch     = 512 << 10   // prepared activations per pass

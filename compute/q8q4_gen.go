@@ -1,18 +1,25 @@
 //go:build ignore
 
-// q8q4_gen writes q8q4_avx512_amd64.s and q8q4_kern_amd64.go: the AVX-512
-// VNNI tile kernels of the Fast-mode Q8_0 and Q4_0 matrix products, one
-// function per tile shape (1–4 weight rows × 1–4 tokens). Run it with
+// q8q4_gen writes the generated parts of the Fast-mode Q8_0 and Q4_0
+// kernels: q8q4_vnni_amd64.s and q8q4_avx2_amd64.s, and the Go
+// declarations and dispatch tables in q8q4_vnni_kern_amd64.go. Run it with
 // `go generate ./compute` after changing it.
 //
-// A tile kernel reads activations that q8q4PrepVNNI rearranged (see
-// q8q4_avx512_amd64.go): for each group of 4 blocks (128 columns) and
-// token, 256 bytes — the 4 blocks' first halves (64 int8), their second
-// halves, the 4 activation scales each repeated 4 times (16 float32) and
-// the offset correction −k·(half-block sums) (16 int32). A weight row's
-// group is rearranged the same way in registers: lanes 4j…4j+3 of every
-// vector belong to block j, so one VPDPBUSD per half sums 8 products per
-// lane, and the float scaling then runs once per 128 products.
+// VNNI decode tiles (q8q4<type>VNNI<R>x<T>, R ≤ 3 weight rows × T ≤ 4
+// tokens) read raw weight rows and activations that q8q4PrepVNNI laid out
+// per group of 4 blocks (128 columns) and token in 256 bytes: the 4
+// blocks' first halves (64 int8), their second halves, the 4 activation
+// scales each repeated 4 times (16 float32) and the offset correction
+// −k·(half-block sums) (16 int32). A weight row's group is unpacked the
+// same way in registers — lanes 4j…4j+3 of every vector belong to block j
+// — once per tile, so one VPDPBUSD per half sums 8 products per lane and
+// the float scaling runs once per 128 products.
+//
+// VNNI prefill tiles (q8q4P8VNNI<R>x<T>, R ≤ 2 × T ≤ 4) read weights and
+// activations widened to pairs of groups (see kernel8), 2 lanes per block,
+// so the float scaling runs once per 256 products.
+//
+// AVX2 kernels (q8q4<type>AVX2x<T>) take one weight row × T ≤ 4 tokens.
 package main
 
 import (
@@ -57,8 +64,8 @@ func yAddr(r, i int) string {
 	return fmt.Sprintf("%d(DI)(R13*1)", 4*r)
 }
 
-// kernName names the tile kernel of R rows × T tokens; kind is "Q4_0",
-// "Q8_0" (raw weight rows) or "P" (prepared weight groups, either type).
+// kernName names the decode tile kernel of R rows × T tokens; kind is
+// "Q4_0" or "Q8_0".
 func kernName(kind string, r, t int) string {
 	return fmt.Sprintf("q8q4%sVNNI%dx%d", kind, r, t)
 }
@@ -66,15 +73,10 @@ func kernName(kind string, r, t int) string {
 // rowPrep loads the group of weight row r into Z(dst), Z(dst+1), Z(dst+2):
 // the 4 blocks' unsigned first halves, second halves and scales (each
 // repeated 4 times), from the raw row (kind Q4_0 or Q8_0, row addressing
-// addr) or from prepared groups (kind P, at off(SI)).
+// addr).
 func (g *gen) rowPrep(kind string, r int, addr func(r, off int) string, dst int) {
 	lo, hi, dw := dst, dst+1, dst+2
 	switch kind {
-	case "P":
-		g.p("\tVMOVDQU32 %d(SI), Z%d", 192*r, lo)
-		g.p("\tVMOVDQU32 %d(SI), Z%d", 192*r+64, hi)
-		g.p("\tVMOVUPS %d(SI), Z%d", 192*r+128, dw)
-		return
 	case "Q8_0":
 		g.p("\tVMOVDQU32 %s, X%d", addr(r, 2), lo)
 		for j := 1; j < 4; j++ {
@@ -115,14 +117,12 @@ func (g *gen) loadIdx(kind string) {
 //
 //	func(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
 //
-// y[(k·T+i)·ldy+r] = Σ over groups of weight row r against token i of
-// tile k, for r < R, i < T, k < tiles; the tiles of tp follow each other,
-// each groups·T·256 bytes. Raw weights (Q4_0, Q8_0): row r of w at
-// w+r·rb. Prepared weights (P): groups·R·192 bytes at w, group-major,
-// rb unused.
+// y[(k·T+i)·ldy+r] = Σ over groups of weight row r (at w+r·rb) against
+// token i of tile k, for r < R, i < T, k < tiles; the tiles of tp follow
+// each other, each groups·T·256 bytes.
 func (g *gen) kernel(kind string, R, T int) {
 	name := kernName(kind, R, T)
-	gb := map[string]int{"Q4_0": 72, "Q8_0": 136, "P": 192 * R}[kind]
+	gb := map[string]int{"Q4_0": 72, "Q8_0": 136}[kind]
 	row := func(r int) int { return 3 * r }
 	const alo, ahi, da, ini = 3 * maxR, 3*maxR + 1, 3*maxR + 2, 3*maxR + 3
 	acc := func(r, i int) int { return 3*maxR + 4 + r*T + i }
@@ -233,7 +233,7 @@ func (g *gen) kernel8(R, T int) {
 	name := fmt.Sprintf("q8q4P8VNNI%dx%d", R, T)
 	g.name = name
 	wr := func(r, p int) int { return 5*r + p } // p = 4: scales
-	const tok = 5 * maxR8                        // Z10…Z15: 4 parts, scales, offsets
+	const tok = 5 * maxR8                       // Z10…Z15: 4 parts, scales, offsets
 	acc := func(r, i int) int { return tok + 6 + r*T + i }
 	g.p("// func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)", name)
 	g.p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
