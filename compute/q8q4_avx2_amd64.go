@@ -7,6 +7,23 @@ package compute
 // VPMADDWD to int32, one weight row × up to 4 tokens per call
 // (q8q4_gen.go writes them).
 
+//go:noescape
+func q8q4QuantizeAVX2(q *int8, d *float32, s *int32, x *float32, blocks int)
+
+func quantizeActAVX2(a *qact, x []float32, lo, hi int) {
+	if hi <= lo {
+		return
+	}
+	cols := a.cols
+	n := (hi - lo) * cols
+	if n == 0 {
+		return
+	}
+	b := lo * cols
+	_, _, _, _ = x[b+n-1], a.q[b+n-1], a.d[(b+n)/ActBlock-1], a.s[(b+n)/16-1]
+	q8q4QuantizeAVX2(&a.q[b], &a.d[b/ActBlock], &a.s[b/16], &x[b], n/ActBlock)
+}
+
 // q8q4AVX2Func is a generated AVX2 kernel: one row of nb blocks at w
 // against T tokens (values at aq + i·cols, scales at ad + i·cols/32).
 type q8q4AVX2Func func(y *float32, ldy int, w *byte, aq *int8, ad *float32, cols, nb int)
