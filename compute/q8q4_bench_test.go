@@ -3,12 +3,15 @@ package compute
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 )
 
 // BenchmarkQ8Q4 times MatMul on Llama-3.2-1B's shapes with Q8_0 and Q4_0
 // weights, two threads, in Fast and Exact numerics: GB/s of weights read
-// (the decode measure) and GOP/s (two per multiply-add, the prefill one).
+// (the decode measure) and GOP/s (two per multiply-add, the prefill one),
+// of the median call and (best-) of the fastest.
 //
 //	go test ./compute -run X -bench Q8Q4 -count 3
 func BenchmarkQ8Q4(b *testing.B) {
@@ -37,13 +40,25 @@ func BenchmarkQ8Q4(b *testing.B) {
 						p.SetNumerics(num)
 						defer p.SetNumerics(Exact)
 						p.MatMul(y, x, n, w)
+						times := make([]time.Duration, b.N)
 						b.ResetTimer()
-						for range b.N {
+						for i := range b.N {
+							t0 := time.Now()
 							p.MatMul(y, x, n, w)
+							times[i] = time.Since(t0)
 						}
-						sec := b.Elapsed().Seconds() / float64(b.N)
-						b.ReportMetric(float64(len(raw))/sec/1e9, "GB/s")
-						b.ReportMetric(2*float64(rows)*float64(cols)*float64(n)/sec/1e9, "GOP/s")
+						b.StopTimer()
+						// The median call, and the fastest: on a shared machine
+						// the fastest is the closest to an idle one.
+						slices.Sort(times)
+						for _, m := range []struct {
+							prefix string
+							d      time.Duration
+						}{{"", times[len(times)/2]}, {"best-", times[0]}} {
+							sec := m.d.Seconds()
+							b.ReportMetric(float64(len(raw))/sec/1e9, m.prefix+"GB/s")
+							b.ReportMetric(2*float64(rows)*float64(cols)*float64(n)/sec/1e9, m.prefix+"GOP/s")
+						}
 					})
 				}
 			}
@@ -62,13 +77,19 @@ func BenchmarkQ8Q4PeakRead(b *testing.B) {
 		}
 	}
 	done := make(chan float32)
+	times := make([]time.Duration, b.N)
 	b.ResetTimer()
-	for range b.N {
+	for i := range b.N {
+		t0 := time.Now()
 		for _, x := range bufs {
 			go func() { done <- PeakRead(x) }()
 		}
 		<-done
 		<-done
+		times[i] = time.Since(t0)
 	}
-	b.ReportMetric(float64(2*4*n)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GB/s")
+	b.StopTimer()
+	slices.Sort(times)
+	b.ReportMetric(float64(2*4*n)/times[len(times)/2].Seconds()/1e9, "GB/s")
+	b.ReportMetric(float64(2*4*n)/times[0].Seconds()/1e9, "best-GB/s")
 }
