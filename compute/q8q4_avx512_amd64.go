@@ -166,12 +166,12 @@ func matQVNNIDecode(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a
 	}
 }
 
-// matQVNNIPrefill runs the widened-pair kernels. Activations are prepared
-// and widened in passes of as many tokens as the scratch holds (at least
-// q8q4PassTokens, splitting the columns into chunks whose sums add up in
-// y where a row is too long for that); in each pass every tile of 2
-// weight rows is unpacked and widened once, then multiplied by all the
-// pass's tokens. An odd last group is paired with zeros.
+// matQVNNIPrefill runs the widened-pair kernels. The columns run in
+// chunks whose unpacked weights, for all rows, fit q8q4WScratch (L2):
+// each chunk's weights are unpacked and widened once, then the tokens go
+// past them in blocks whose widened activations fit q8q4ActBlock (L1),
+// every block against every tile of 2 rows. Chunks after the first add
+// their sums to y. An odd last group is paired with zeros.
 func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a *qact, ntok, groups, shift int, gb int,
 	prepW func(dst *byte, stride int, w *byte, groups int)) {
 	const (
@@ -181,24 +181,13 @@ func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, 
 	)
 	cols := a.cols
 	pairs := (groups + 1) / 2
-	kc := pairs // pairs per column chunk
-	if len(sb.act)/(kc*tokPair) < q8q4PassTokens {
-		kc = max(1, len(sb.act)/(q8q4PassTokens*tokPair))
-	}
-	per := kc * tokPair
-	tb := max(1, len(sb.act)/per) // tokens per pass
-	if tb > T {
-		tb -= tb % T
-	}
-	buf := sb.act
-	if tb*per > len(buf) {
-		buf = make([]byte, tb*per)
-		sb.act = buf
-	}
+	kc := min(pairs, max(1, q8q4WScratch/(rows*wPair))) // pairs per chunk
+	tb := max(T, q8q4ActBlock/(kc*tokPair)/T*T)         // tokens per block
+	sb.act = grow(sb.act, tb*kc*tokPair)
+	sb.w = grow(sb.w, rows*kc*wPair)
 	// tmp holds one token's or one row's 4-block records before widening.
 	sb.tmp = grow(sb.tmp, 2*kc*q8q4GroupBytes)
-	sb.w = grow(sb.w, R*kc*wPair)
-	tmp := sb.tmp
+	act, wbuf, tmp := sb.act, sb.w, sb.tmp
 	for k0 := 0; k0 < pairs; k0 += kc {
 		nk := min(kc, pairs-k0)
 		ng := min(groups-2*k0, 2*nk) // groups in this chunk
@@ -207,7 +196,19 @@ func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, 
 		if k0 > 0 {
 			add = 1
 		}
-		per := nk * tokPair // this chunk's bytes per token
+		// Weights: tile of rows r (R rows, or fewer at the end) at r·nk·wPair,
+		// pair-major.
+		for r := 0; r < rows; r += R {
+			nr := min(R, rows-r)
+			for i := range nr {
+				prepW(&tmp[0], q8q4WGroupBytes, &w[(r+i)*rb+2*k0*gb], ng)
+				if ng%2 != 0 {
+					clear(tmp[ng*q8q4WGroupBytes : (ng+1)*q8q4WGroupBytes])
+				}
+				q8q4Widen8(&wbuf[r*nk*wPair+i*wPair], nr*wPair, &tmp[0], nk, false)
+			}
+		}
+		per := nk * tokPair // bytes per token
 		for t0 := 0; t0 < ntok; t0 += tb {
 			nt := min(tb, ntok-t0)
 			for i := range nt {
@@ -218,32 +219,29 @@ func matQVNNIPrefill(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, 
 				if ng%2 != 0 {
 					clear(tmp[ng*q8q4GroupBytes : (ng+1)*q8q4GroupBytes])
 				}
-				q8q4Widen8(&buf[k*T*per+i%T*tokPair], tsz*tokPair, &tmp[0], nk, true)
+				q8q4Widen8(&act[k*T*per+i%T*tokPair], tsz*tokPair, &tmp[0], nk, true)
 			}
 			full, rem := nt/T, nt%T
 			for r := 0; r < rows; r += R {
 				nr := min(R, rows-r)
-				for i := range nr {
-					prepW(&tmp[0], q8q4WGroupBytes, &w[(r+i)*rb+2*k0*gb], ng)
-					if ng%2 != 0 {
-						clear(tmp[ng*q8q4WGroupBytes : (ng+1)*q8q4WGroupBytes])
-					}
-					q8q4Widen8(&sb.w[i*wPair], nr*wPair, &tmp[0], nk, false)
-				}
+				wp := &wbuf[r*nk*wPair]
 				if full > 0 {
-					q8q4P8Tiles[nr-1][T-1](&y[t0*ldy+r], ldy, &sb.w[0], add, &buf[0], nk, full)
+					q8q4P8Tiles[nr-1][T-1](&y[t0*ldy+r], ldy, wp, add, &act[0], nk, full)
 				}
 				if rem > 0 {
-					q8q4P8Tiles[nr-1][rem-1](&y[(t0+full*T)*ldy+r], ldy, &sb.w[0], add, &buf[full*T*per], nk, 1)
+					q8q4P8Tiles[nr-1][rem-1](&y[(t0+full*T)*ldy+r], ldy, wp, add, &act[full*T*per], nk, 1)
 				}
 			}
 		}
 	}
 }
 
-// q8q4PassTokens is the fewest tokens a prefill pass should hold: each
-// weight tile is unpacked once per pass.
-const q8q4PassTokens = 64
+const (
+	// q8q4WScratch bounds the widened weights of a column chunk (L2).
+	q8q4WScratch = 192 << 10
+	// q8q4ActBlock bounds the widened activations of a block of tokens (L1).
+	q8q4ActBlock = 32 << 10
+)
 
 // matQTail computes the Q8_0 or Q4_0 products over columns [from, cols),
 // adding them to y when add is set, else setting y.

@@ -100,3 +100,48 @@ func BenchmarkQ8Q4PeakRead(b *testing.B) {
 	b.ReportMetric(float64(2*4*n)/times[len(times)/2].Seconds()/1e9, "GB/s")
 	b.ReportMetric(float64(2*4*n)/times[0].Seconds()/1e9, "best-GB/s")
 }
+
+// BenchmarkQ8Q4Kernel times the best kernel set's Q8_0 and Q4_0 kernels
+// alone on one thread: 256 weight rows (cache-resident) × n tokens, in
+// chunks of fastRows rows as a MatMul worker calls them, activations
+// quantized once. It is the per-core compute ceiling of BenchmarkQ8Q4.
+//
+//	go test ./compute -run X -bench Q8Q4Kernel -count 3
+func BenchmarkQ8Q4Kernel(b *testing.B) {
+	rng := rand.New(rand.NewPCG(137, 138))
+	const rows = 256
+	for _, dt := range []DType{Q4_0, Q8_0} {
+		for _, cols := range []int{2048, 8192} {
+			raw := randBlocks(rng, dt, rows, cols)
+			for _, n := range []int{1, 8, 512} {
+				var a qact
+				a.reset(n, cols)
+				kernels.quantizeAct(&a, randF32(rng, n*cols), 0, n)
+				y := make([]float32, n*rows)
+				matQ := kernels.matQ(dt)
+				rb := RowBytes(dt, cols)
+				kern := func(y []float32, ldy int, w []byte, rows int, a *qact, n int) {
+					for r := 0; r < rows; r += fastRows {
+						matQ(y[r:], ldy, w[r*rb:(r+fastRows)*rb], fastRows, a, n)
+					}
+				}
+				b.Run(fmt.Sprintf("%s/%v/%dx%d/n=%d", kernels.name, dt, rows, cols, n), func(b *testing.B) {
+					kern(y, rows, raw, rows, &a, n)
+					times := make([]time.Duration, b.N)
+					b.ResetTimer()
+					for i := range b.N {
+						t0 := time.Now()
+						kern(y, rows, raw, rows, &a, n)
+						times[i] = time.Since(t0)
+					}
+					b.StopTimer()
+					slices.Sort(times)
+					ops := 2 * float64(rows) * float64(cols) * float64(n)
+					b.ReportMetric(ops/times[len(times)/2].Seconds()/1e9, "GOP/s")
+					b.ReportMetric(ops/times[0].Seconds()/1e9, "best-GOP/s")
+					b.ReportMetric(float64(len(raw))/times[len(times)/2].Seconds()/1e9, "GB/s")
+				})
+			}
+		}
+	}
+}

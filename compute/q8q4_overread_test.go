@@ -58,8 +58,8 @@ func TestQ8Q4NoOverread(t *testing.T) {
 			}
 		}
 	}
-	// Prefill rows long enough to be split into column chunks.
-	shapes = append(shapes, shape{3, 8192 + 160, 13}, shape{1, 6144, 17})
+	// Prefill matrices large enough to be split into column chunks.
+	shapes = append(shapes, shape{3, 8192 + 160, 13}, shape{1, 6144, 17}, shape{64, 2304 + 160, 12})
 	for _, dt := range []DType{Q8_0, Q4_0} {
 		for _, sh := range shapes {
 			rows, cols, n := sh.rows, sh.cols, sh.n
