@@ -41,6 +41,9 @@ func avx512Set() kernelSet {
 	if cpu.X86.HasAVX512BF16 {
 		ks.matBF16Fast = matBF16FastAVX512
 	}
+	if hasVNNI() {
+		useVNNI(&ks)
+	}
 	return ks
 }
 
