@@ -1,0 +1,172 @@
+package compute
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kvserve/kvserve/gguf"
+)
+
+// kquantShapes are the awkward shapes the K-quant kernels are checked on:
+// rows around the kernels' pairs and the pool's 64-row chunks, token
+// counts around the kernels' groups of 8, and row lengths up to 8192.
+var kquantShapes = []struct{ rows, cols, n int }{
+	{1, 256, 1}, {2, 256, 1}, {3, 512, 1}, {5, 256, 2}, {7, 768, 3}, {17, 256, 4},
+	{9, 1024, 5}, {4, 256, 6}, {33, 512, 7}, {64, 256, 8}, {65, 512, 9}, {3, 2048, 9},
+	{11, 256, 16}, {6, 512, 17}, {13, 256, 70}, {2, 8192, 1}, {5, 8192, 8}, {3, 4096, 17},
+}
+
+// TestKQuantKernels checks every set's Q4_K and Q6_K kernel, called
+// directly with a row stride larger than rows, against a float64 sum over
+// the gguf package's dequantized weights and the quantized activations;
+// the gaps of y must stay untouched.
+func TestKQuantKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(131, 132))
+	for _, dt := range []DType{Q4_K, Q6_K} {
+		for _, s := range kquantShapes {
+			raw := randBlocks(rng, dt, s.rows, s.cols)
+			wf := make([]float32, s.rows*s.cols)
+			if err := gguf.DequantizeRow(ggufType[dt], raw, wf); err != nil {
+				t.Fatal(err)
+			}
+			x := randF32(rng, s.n*s.cols)
+			for i := range x { // rows of very different magnitudes
+				x[i] *= float32(math.Pow(10, float64(i/s.cols%3)-1))
+			}
+			var a qact
+			a.reset(s.n, s.cols)
+			quantizeActGeneric(&a, x, 0, s.n)
+			ldy := s.rows + 3
+			for _, ks := range allSets() {
+				name := fmt.Sprintf("%s %v %d×%d n=%d", ks.name, dt, s.rows, s.cols, s.n)
+				y := make([]float32, s.n*ldy)
+				for i := range y {
+					y[i] = 7
+				}
+				ks.matQ(dt)(y, ldy, raw, s.rows, &a, s.n)
+				for tt := range s.n {
+					for r := range ldy {
+						got := y[tt*ldy+r]
+						if r >= s.rows {
+							if got != 7 {
+								t.Fatalf("%s: wrote y[%d][%d] past rows", name, tt, r)
+							}
+							continue
+						}
+						want, mag := dotRef(s.cols, func(i int) float64 { return float64(wf[r*s.cols+i]) }, func(i int) float64 {
+							e := tt*s.cols + i
+							return float64(a.d[e/ActBlock]) * float64(a.q[e])
+						})
+						if math.Abs(float64(got)-want) > 2e-5*mag+1e-30 {
+							t.Fatalf("%s: y[%d][%d] = %v, want %v (scale %v)", name, tt, r, got, want, mag)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKQuantMatMulFast runs the K-quant kernels through Pool.MatMul in
+// Fast numerics, on shapes that split into several 64-row chunks, against
+// the float64 reference.
+func TestKQuantMatMulFast(t *testing.T) {
+	rng := rand.New(rand.NewPCG(133, 134))
+	p := NewPool(2)
+	defer p.Close()
+	p.SetNumerics(Fast)
+	for _, dt := range []DType{Q4_K, Q6_K} {
+		for _, s := range []struct{ rows, cols, n int }{{130, 512, 1}, {129, 256, 8}, {200, 768, 19}} {
+			raw := randBlocks(rng, dt, s.rows, s.cols)
+			w := blockMat(t, dt, s.rows, s.cols, raw)
+			wf := make([]float32, s.rows*s.cols)
+			if err := gguf.DequantizeRow(ggufType[dt], raw, wf); err != nil {
+				t.Fatal(err)
+			}
+			x := randF32(rng, s.n*s.cols)
+			for _, ks := range allSets() {
+				y := make([]float32, s.n*s.rows)
+				p.matMul(&ks, y, x, s.n, w)
+				for tt := range s.n {
+					xq := quantizeRef(x[tt*s.cols : (tt+1)*s.cols])
+					for r := range s.rows {
+						want, mag := dotRef(s.cols, func(i int) float64 { return float64(wf[r*s.cols+i]) }, func(i int) float64 { return xq[i] })
+						if got := y[tt*s.rows+r]; math.Abs(float64(got)-want) > 2e-5*mag+1e-30 {
+							t.Fatalf("%s %v %d×%d n=%d: y[%d][%d] = %v, want %v (scale %v)", ks.name, dt, s.rows, s.cols, s.n, tt, r, got, want, mag)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKQuantWiden checks the widening kernels against the generic ones bit
+// for bit, on lengths of 1 to 9 blocks.
+func TestKQuantWiden(t *testing.T) {
+	rng := rand.New(rand.NewPCG(135, 136))
+	for _, dt := range []DType{Q4_K, Q6_K} {
+		for nb := 1; nb <= 9; nb++ {
+			raw := randBlocks(rng, dt, 1, nb*QKBlock)
+			want := make([]float32, nb*QKBlock)
+			generic.widen(dt)(want, raw)
+			for _, ks := range simdSets() {
+				got := make([]float32, nb*QKBlock+1)
+				got[nb*QKBlock] = 3
+				ks.widen(dt)(got[:nb*QKBlock], raw)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s %v %d blocks: element %d = %v, generic %v", ks.name, dt, nb, i, got[i], want[i])
+					}
+				}
+				if got[nb*QKBlock] != 3 {
+					t.Fatalf("%s %v: wrote past dst", ks.name, dt)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkKQuantMatMul times Pool.MatMul in Fast numerics on Q4_K and Q6_K
+// weights of Llama-3.2-1B's shapes with two threads, reporting the weight
+// bytes read per second (GB/s) and the integer operations (2 per
+// multiply-add, GOP/s).
+func BenchmarkKQuantMatMul(b *testing.B) {
+	p := NewPool(2)
+	defer p.Close()
+	p.SetNumerics(Fast)
+	rng := rand.New(rand.NewPCG(137, 138))
+	type shape struct {
+		dt         DType
+		rows, cols int
+		ns         []int
+	}
+	for _, s := range []shape{
+		{Q4_K, 2048, 2048, []int{1, 8, 512}},
+		{Q4_K, 512, 2048, []int{1, 8, 512}},
+		{Q4_K, 8192, 2048, []int{1, 8, 512}},
+		{Q4_K, 2048, 8192, []int{1, 8, 512}},
+		{Q6_K, 2048, 8192, []int{1, 8, 512}},
+		{Q6_K, 512, 2048, []int{1, 8, 512}},
+		{Q6_K, 128256, 2048, []int{1}},
+	} {
+		w, err := NewBlocks(s.dt, s.rows, s.cols, randBlocks(rng, s.dt, s.rows, s.cols))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range s.ns {
+			x := randF32(rng, n*s.cols)
+			y := make([]float32, n*s.rows)
+			b.Run(fmt.Sprintf("%v/%dx%d/n=%d", s.dt, s.rows, s.cols, n), func(b *testing.B) {
+				for b.Loop() {
+					p.MatMul(y, x, n, w)
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(float64(len(w.Blocks))/sec/1e9, "GB/s")
+				b.ReportMetric(2*float64(s.rows)*float64(s.cols)*float64(n)/sec/1e9, "GOP/s")
+			})
+		}
+	}
+}
