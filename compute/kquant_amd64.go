@@ -142,3 +142,62 @@ func matQ4KAVX512(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
 func matQ6KAVX512(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
 	matKQuant(y, ldy, w, rows, a, ntok, Q6KBlockBytes, q6kPrepAVX512, &q6kMatAVX512)
 }
+
+//go:noescape
+func q4kMatAVX2(y *float32, ldy int, w *byte, rb, rows int, q *int8, d *float32, s *int32, cols, ntok int)
+
+//go:noescape
+func q6kMatAVX2(y *float32, ldy int, w *byte, rb, rows int, q *int8, d *float32, s *int32, cols, ntok int)
+
+// matKQuantAVX2 checks bounds and runs an AVX2 K-quant kernel, which reads
+// the activations as quantized (no rearranging).
+func matKQuantAVX2(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, blockBytes int,
+	kern func(y *float32, ldy int, w *byte, rb, rows int, q *int8, d *float32, s *int32, cols, ntok int)) {
+	if rows <= 0 || ntok <= 0 {
+		return
+	}
+	cols := a.cols
+	nb := cols / QKBlock
+	if nb == 0 {
+		for t := range ntok {
+			clear(y[t*ldy : t*ldy+rows])
+		}
+		return
+	}
+	rb := nb * blockBytes
+	_, _ = w[rows*rb-1], y[(ntok-1)*ldy+rows-1]
+	_, _, _ = a.q[ntok*cols-1], a.d[ntok*cols/ActBlock-1], a.s[ntok*cols/16-1]
+	kern(&y[0], ldy, &w[0], rb, rows, &a.q[0], &a.d[0], &a.s[0], cols, ntok)
+}
+
+func matQ4KAVX2(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
+	matKQuantAVX2(y, ldy, w, rows, a, ntok, Q4KBlockBytes, q4kMatAVX2)
+}
+
+func matQ6KAVX2(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
+	matKQuantAVX2(y, ldy, w, rows, a, ntok, Q6KBlockBytes, q6kMatAVX2)
+}
+
+//go:noescape
+func q4kToF32AVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
+func q6kToF32AVX2(dst *float32, src *byte, nb int)
+
+func q4kToF32AVX2Go(dst []float32, src []byte) {
+	nb := len(dst) / QKBlock
+	if nb == 0 {
+		return
+	}
+	_ = src[nb*Q4KBlockBytes-1]
+	q4kToF32AVX2(&dst[0], &src[0], nb)
+}
+
+func q6kToF32AVX2Go(dst []float32, src []byte) {
+	nb := len(dst) / QKBlock
+	if nb == 0 {
+		return
+	}
+	_ = src[nb*Q6KBlockBytes-1]
+	q6kToF32AVX2(&dst[0], &src[0], nb)
+}
