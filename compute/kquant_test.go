@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/kvserve/kvserve/gguf"
@@ -129,29 +130,40 @@ func TestKQuantWiden(t *testing.T) {
 	}
 }
 
-// BenchmarkKQuantMatMul times Pool.MatMul in Fast numerics on Q4_K and Q6_K
-// weights of Llama-3.2-1B's shapes with two threads, reporting the weight
-// bytes read per second (GB/s) and the integer operations (2 per
-// multiply-add, GOP/s).
+// kquantBenchShapes are Llama-3.2-1B's matrices (rows × cols: q/o
+// projections, k/v projections, gate/up, down, and the output matrix,
+// which Q4_K_M files keep in Q6_K) with the token counts benchmarked.
+var kquantBenchShapes = []struct {
+	dt         DType
+	rows, cols int
+	ns         []int
+}{
+	{Q4_K, 2048, 2048, []int{1, 8, 512}},
+	{Q4_K, 512, 2048, []int{1, 8, 512}},
+	{Q4_K, 8192, 2048, []int{1, 8, 512}},
+	{Q4_K, 2048, 8192, []int{1, 8, 512}},
+	{Q6_K, 2048, 8192, []int{1, 8, 512}},
+	{Q6_K, 512, 2048, []int{1, 8, 512}},
+	{Q6_K, 128256, 2048, []int{1}},
+}
+
+// reportKQuant reports weight bytes read per second (GB/s) and integer
+// operations (2 per multiply-add) per second (GOP/s).
+func reportKQuant(b *testing.B, w *Mat, n int) {
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(float64(len(w.Blocks))/sec/1e9, "GB/s")
+	b.ReportMetric(2*float64(w.Rows)*float64(w.Cols)*float64(n)/sec/1e9, "GOP/s")
+}
+
+// BenchmarkKQuantMatMul times Pool.MatMul in Fast numerics with two threads
+// on Q4_K and Q6_K weights of Llama-3.2-1B's shapes: activation rounding
+// included.
 func BenchmarkKQuantMatMul(b *testing.B) {
 	p := NewPool(2)
 	defer p.Close()
 	p.SetNumerics(Fast)
 	rng := rand.New(rand.NewPCG(137, 138))
-	type shape struct {
-		dt         DType
-		rows, cols int
-		ns         []int
-	}
-	for _, s := range []shape{
-		{Q4_K, 2048, 2048, []int{1, 8, 512}},
-		{Q4_K, 512, 2048, []int{1, 8, 512}},
-		{Q4_K, 8192, 2048, []int{1, 8, 512}},
-		{Q4_K, 2048, 8192, []int{1, 8, 512}},
-		{Q6_K, 2048, 8192, []int{1, 8, 512}},
-		{Q6_K, 512, 2048, []int{1, 8, 512}},
-		{Q6_K, 128256, 2048, []int{1}},
-	} {
+	for _, s := range kquantBenchShapes {
 		w, err := NewBlocks(s.dt, s.rows, s.cols, randBlocks(rng, s.dt, s.rows, s.cols))
 		if err != nil {
 			b.Fatal(err)
@@ -163,10 +175,76 @@ func BenchmarkKQuantMatMul(b *testing.B) {
 				for b.Loop() {
 					p.MatMul(y, x, n, w)
 				}
-				sec := b.Elapsed().Seconds() / float64(b.N)
-				b.ReportMetric(float64(len(w.Blocks))/sec/1e9, "GB/s")
-				b.ReportMetric(2*float64(s.rows)*float64(s.cols)*float64(n)/sec/1e9, "GOP/s")
+				reportKQuant(b, w, n)
 			})
 		}
+	}
+}
+
+// BenchmarkKQuantKernel is BenchmarkKQuantMatMul without the activation
+// rounding: the activations are quantized once, and two goroutines run the
+// kernel in use over halves of the rows in the pool's 64-row chunks.
+func BenchmarkKQuantKernel(b *testing.B) {
+	rng := rand.New(rand.NewPCG(139, 140))
+	for _, s := range kquantBenchShapes {
+		w, err := NewBlocks(s.dt, s.rows, s.cols, randBlocks(rng, s.dt, s.rows, s.cols))
+		if err != nil {
+			b.Fatal(err)
+		}
+		rb := RowBytes(s.dt, s.cols)
+		kern := kernels.matQ(s.dt)
+		for _, n := range s.ns {
+			var a qact
+			a.reset(n, s.cols)
+			quantizeActGeneric(&a, randF32(rng, n*s.cols), 0, n)
+			y := make([]float32, n*s.rows)
+			b.Run(fmt.Sprintf("%v/%dx%d/n=%d", s.dt, s.rows, s.cols, n), func(b *testing.B) {
+				for b.Loop() {
+					var wg sync.WaitGroup
+					for h := range 2 {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							lo, hi := h*s.rows/2/fastRows*fastRows, s.rows
+							if h == 0 {
+								hi = s.rows / 2 / fastRows * fastRows
+							}
+							for r := lo; r < hi; r += fastRows {
+								nr := min(fastRows, hi-r)
+								kern(y[r:], s.rows, w.Blocks[r*rb:(r+nr)*rb], nr, &a, n)
+							}
+						}()
+					}
+					wg.Wait()
+				}
+				reportKQuant(b, w, n)
+			})
+		}
+	}
+}
+
+// BenchmarkKQuantPeakRead is the 2-thread read bandwidth the decode numbers
+// compare with: PeakRead over 256 MiB split between two goroutines, as
+// `kvserve bench perf` measures it.
+func BenchmarkKQuantPeakRead(b *testing.B) {
+	buf := make([]float32, 64<<20)
+	for i := range buf {
+		buf[i] = float32(i & 7)
+	}
+	var sink [2]float32
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sink[i] += PeakRead(buf[i*len(buf)/2 : (i+1)*len(buf)/2])
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(len(buf)*4)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GB/s")
+	if sink[0] == 1 {
+		b.Log(sink)
 	}
 }
