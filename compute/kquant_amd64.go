@@ -27,6 +27,12 @@ import "sync"
 func q4kPrepAVX512(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp int)
 
 //go:noescape
+func q6kPrep1AVX512(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp int)
+
+//go:noescape
+func q6kMat1AVX512(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+
+//go:noescape
 func q6kPrepAVX512(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp int)
 
 type kqKernel func(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
@@ -82,7 +88,9 @@ func q6kMatAVX512G8(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *
 var (
 	q4kMatAVX512 = [9]kqKernel{nil, q4kMatAVX512G1, q4kMatAVX512G2, q4kMatAVX512G3, q4kMatAVX512G4,
 		q4kMatAVX512G5, q4kMatAVX512G6, q4kMatAVX512G7, q4kMatAVX512G8}
-	q6kMatAVX512 = [9]kqKernel{nil, q6kMatAVX512G1, q6kMatAVX512G2, q6kMatAVX512G3, q6kMatAVX512G4,
+	// One token of Q6_K goes to q6kMat1AVX512, which unpacks with fewer
+	// operations and sums with more: the better trade for a single token.
+	q6kMatAVX512 = [9]kqKernel{nil, q6kMat1AVX512, q6kMatAVX512G2, q6kMatAVX512G3, q6kMatAVX512G4,
 		q6kMatAVX512G5, q6kMatAVX512G6, q6kMatAVX512G7, q6kMatAVX512G8}
 )
 
@@ -105,7 +113,7 @@ type kqPrep func(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp
 // matKQuant runs a K-quant kernel family over rows × ntok: for each group
 // of up to 8 tokens it rearranges their activations and runs the group's
 // kernel over all rows.
-func matKQuant(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, blockBytes int, prep kqPrep, kern *[9]kqKernel) {
+func matKQuant(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, blockBytes int, prep kqPrep, kern *[9]kqKernel, prep1 kqPrep) {
 	if rows <= 0 || ntok <= 0 {
 		return
 	}
@@ -126,9 +134,13 @@ func matKQuant(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, bloc
 		g := min(kqGroup, ntok-t0)
 		s.act = grow(s.act, nb*g*QKBlock)
 		s.tab = grow(s.tab, nb*g*32)
+		pr := prep
+		if g == 1 && prep1 != nil {
+			pr = prep1
+		}
 		for t := range g {
 			e := (t0 + t) * cols
-			prep(&s.act[t*QKBlock], &s.tab[t*32], &a.q[e], &a.d[e/ActBlock], &a.s[e/16], nb, g)
+			pr(&s.act[t*QKBlock], &s.tab[t*32], &a.q[e], &a.d[e/ActBlock], &a.s[e/16], nb, g)
 		}
 		kern[g](&y[t0*ldy], ldy, &w[0], rb, rows, &s.act[0], &s.tab[0], nb)
 	}
@@ -136,11 +148,11 @@ func matKQuant(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, bloc
 }
 
 func matQ4KAVX512(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
-	matKQuant(y, ldy, w, rows, a, ntok, Q4KBlockBytes, q4kPrepAVX512, &q4kMatAVX512)
+	matKQuant(y, ldy, w, rows, a, ntok, Q4KBlockBytes, q4kPrepAVX512, &q4kMatAVX512, nil)
 }
 
 func matQ6KAVX512(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
-	matKQuant(y, ldy, w, rows, a, ntok, Q6KBlockBytes, q6kPrepAVX512, &q6kMatAVX512)
+	matKQuant(y, ldy, w, rows, a, ntok, Q6KBlockBytes, q6kPrepAVX512, &q6kMatAVX512, q6kPrep1AVX512)
 }
 
 //go:noescape

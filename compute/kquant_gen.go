@@ -59,23 +59,15 @@ func main() {
 			n, q := i/8, (i%8)/2
 			return uint32(16*n + 8*(q%2) + 4*(i%2) + c)
 		}))
-		data(fmt.Sprintf("q6kh%d", c), table(func(i int) uint32 {
-			n, q := i/8, (i%8)/2
-			v := 8*n + 4*(i%2) + c
-			if q == 3 {
-				v += 16
-			}
-			return uint32(v)
-		}))
+		data(fmt.Sprintf("q6kh%d", c), table(func(i int) uint32 { return uint32(8*(i/8) + 4*(i%2) + c) }))
 		data(fmt.Sprintf("q6ka%d", c), table(func(i int) uint32 { return uint32(4*(i%8) + c) }))
 	}
-	data("q6kcnt", table(func(i int) uint32 {
-		q := (i % 8) / 2
-		if q == 3 {
-			return 0
-		}
-		return uint32(4 - 2*q)
-	}))
+	data("q6krot", table(func(i int) uint32 { return uint32((4 - 2*((i%8)/2) + 32) % 32) }))
+	// Q6_K for one token: lane j = 4k+q of the reduced sums is sub-block
+	// 8(k/2) + 2q + k%2 (see matQ6K1).
+	q6kSub := func(j int) int { k, q := j/4, j%4; return 8*(k/2) + 2*q + k%2 }
+	data("q6k1sub", table(func(j int) uint32 { return uint32(q6kSub(j)) }))
+	data("q6k1ad", table(func(j int) uint32 { return uint32(q6kSub(j) / 2) }))
 	data("kqnib", table(func(int) uint32 { return 0x0f0f0f0f }))
 	data("kq30", table(func(int) uint32 { return 0x30303030 }))
 	data("kqhalf", table(func(i int) uint32 { return uint32(i / 8) }))
@@ -90,6 +82,8 @@ func main() {
 	for g := 1; g <= 8; g++ {
 		matQ6K(g)
 	}
+	prepQ6K1()
+	matQ6K1()
 	if err := os.WriteFile("kquant_avx512_amd64.s", b.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
@@ -543,16 +537,15 @@ func matQ6K(g int) {
 	label(name + "_blk")
 	for r := range 2 {
 		p("VMOVDQU64 %s, Z12", row(0, r))
-		p("VMOVDQU64 %s, Z13", row(128, r))
-		p("VPSRLD $2, Z13, Z14")
 		for c := range 4 {
 			z := 4*r + c
 			p("VMOVDQU64 q6kl%d<>(SB), Z%d", c, z)
 			p("VPERMI2D %s, Z12, Z%d", row(64, r), z)
 			p("VPSRLD $4, Z%d, K1, Z%d", z, z)
+			// qh dword of the lane, bit pair q rotated to bits 4–5.
 			p("VMOVDQU64 q6kh%d<>(SB), Z15", c)
-			p("VPERMI2D Z14, Z13, Z15")
-			p("VPSLLVD q6kcnt<>(SB), Z15, Z15")
+			p("VPERMD %s, Z15, Z15", row(128, r))
+			p("VPROLVD q6krot<>(SB), Z15, Z15")
 			p("VPANDD kq30<>(SB), Z15, Z15")
 			p("VPTERNLOGD $0xec, kqnib<>(SB), Z15, Z%d", z)
 		}
@@ -582,6 +575,110 @@ func matQ6K(g int) {
 		p("VADDPS Y%d, Y12, Y12", 16+t)
 		p("VEXTRACTF64X4 $1, Z%d, Y13", 24+t)
 		p("VADDPS Y%d, Y13, Y13", 24+t)
+		hsum2()
+	})
+}
+
+// prepQ6K1 writes the activations for matQ6K1: chunk q (of 4) of a block
+// holds elements 32q…32q+31 and 128+32q…128+32q+31, as they lie; then 16
+// floats, the activation scale, and 16 int32s, 32·Σq, of sub-block
+// q6k1sub[j] in lane j.
+func prepQ6K1() {
+	name := "q6kPrep1AVX512"
+	b.WriteString("// Q6_K activations for one token: see prepQ6K1 in kquant_gen.go.\n")
+	prepHead(name)
+	p("VMOVDQU64 q6k1sub<>(SB), Z20")
+	p("VMOVDQU64 q6k1ad<>(SB), Z21")
+	prepLoop(name, func() {
+		for q := range 4 {
+			p("VMOVDQU %d(AX), Y0", 32*q)
+			p("VINSERTI64X4 $1, %d(AX), Z0, Z0", 128+32*q)
+			p("VMOVDQU64 Z0, %d(DI)", 64*q)
+		}
+		p("VMOVUPS (BX), Y6")
+		p("VPERMPS Z6, Z21, Z6")
+		p("VMOVUPS Z6, (SI)")
+		p("VPERMD (CX), Z20, Z7")
+		p("VPSLLD $5, Z7, Z7")
+		p("VMOVDQU32 Z7, 64(SI)")
+	})
+}
+
+// matQ6K1 is matQ6K for one token, with the weights unpacked in the order
+// they lie (no permutes): chunk q of a block has, in lane i, dword i%4 of
+// sub-block 8(i/8) + 2q + (i%8)/4, so each chunk's sums go to their own
+// register and a tree of VSHUFPS adds sums each sub-block's four lanes.
+// Z0–Z7 weights, Z8, Z9 the rows' d·sc in the reduced order, Z16 and Z24
+// the sums, Z20 0x30 bytes, Z21 0x0f bytes, Z27 the order q6k1sub.
+func matQ6K1() {
+	name := "q6kMat1AVX512"
+	matHead(name, 1, []int{16, 24})
+	b.Truncate(b.Len() - len(name+"_blk:\n"))
+	p("VMOVDQU64 kq30<>(SB), Z20")
+	p("VMOVDQU64 kqnib<>(SB), Z21")
+	p("VMOVDQU64 q6k1sub<>(SB), Z27")
+	label(name + "_blk")
+	for r := range 2 {
+		w := 4 * r
+		p("VMOVDQU64 %s, Z12", row(0, r))
+		p("VMOVDQU64 %s, Z13", row(64, r))
+		p("VMOVDQU64 %s, Z17", row(128, r))
+		p("VSHUFI64X2 $0x44, Z13, Z12, Z14") // ql bytes 0–31 and 64–95
+		p("VSHUFI64X2 $0xee, Z13, Z12, Z15") // ql bytes 32–63 and 96–127
+		// q = 0: low nibbles of Z14, qh bits 0–1.
+		p("VPSLLD $4, Z17, Z%d", w)
+		p("VPANDD Z20, Z%d, Z%d", w, w)
+		p("VPTERNLOGD $0xf8, Z21, Z14, Z%d", w)
+		// q = 1: low nibbles of Z15, qh bits 2–3.
+		p("VPSLLD $2, Z17, Z%d", w+1)
+		p("VPANDD Z20, Z%d, Z%d", w+1, w+1)
+		p("VPTERNLOGD $0xf8, Z21, Z15, Z%d", w+1)
+		// q = 2: high nibbles of Z14, qh bits 4–5.
+		p("VPANDD Z20, Z17, Z%d", w+2)
+		p("VPSRLD $4, Z14, Z18")
+		p("VPTERNLOGD $0xf8, Z21, Z18, Z%d", w+2)
+		// q = 3: high nibbles of Z15, qh bits 6–7.
+		p("VPSRLD $2, Z17, Z%d", w+3)
+		p("VPANDD Z20, Z%d, Z%d", w+3, w+3)
+		p("VPSRLD $4, Z15, Z19")
+		p("VPTERNLOGD $0xf8, Z21, Z19, Z%d", w+3)
+		p("VPMOVSXBD %s, Z10", row(192, r))
+		p("VPERMD Z10, Z27, Z10")
+		p("VCVTDQ2PS Z10, Z10")
+		p("MOVWLZX %s, AX", row(208, r))
+		p("VMOVD AX, X11")
+		p("VCVTPH2PS X11, X11")
+		p("VBROADCASTSS X11, Z11")
+		p("VMULPS Z11, Z10, Z%d", 8+r)
+	}
+	regs := [2][6]int{{10, 11, 12, 13, 22, 23}, {14, 15, 18, 19, 25, 26}}
+	for r := range 2 {
+		a := regs[r]
+		for q := range 4 {
+			p("VPXORD Z%d, Z%d, Z%d", a[q], a[q], a[q])
+			p("VPDPBUSD %d(R14), Z%d, Z%d", 64*q, 4*r+q, a[q])
+		}
+	}
+	for r := range 2 {
+		a := regs[r]
+		hadd := func(x, y int) {
+			p("VSHUFPS $0x88, Z%d, Z%d, Z%d", y, x, a[4])
+			p("VSHUFPS $0xdd, Z%d, Z%d, Z%d", y, x, a[5])
+			p("VPADDD Z%d, Z%d, Z%d", a[5], a[4], x)
+		}
+		hadd(a[0], a[1])
+		hadd(a[2], a[3])
+		hadd(a[0], a[2])
+		p("VPSUBD 64(BX), Z%d, Z%d", a[0], a[0])
+		p("VCVTDQ2PS Z%d, Z%d", a[0], a[0])
+		p("VMULPS Z%d, Z%d, Z%d", 8+r, a[0], a[0])
+		p("VFMADD231PS (BX), Z%d, Z%d", a[0], 16+8*r)
+	}
+	matTail(name, 1, 210, func(t int) {
+		p("VEXTRACTF64X4 $1, Z16, Y12")
+		p("VADDPS Y16, Y12, Y12")
+		p("VEXTRACTF64X4 $1, Z24, Y13")
+		p("VADDPS Y24, Y13, Y13")
 		hsum2()
 	})
 }
