@@ -30,72 +30,74 @@ func q4kPrepAVX512(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, g
 func q6kPrep1AVX512(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp int)
 
 //go:noescape
-func q6kMat1AVX512(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMat1AVX512(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
 func q6kPrepAVX512(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp int)
 
-type kqKernel func(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+type kqKernel func(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G1(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G1(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G2(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G2(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G3(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G3(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G4(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G4(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G5(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G5(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G6(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G6(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G7(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G7(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q4kMatAVX512G8(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q4kMatAVX512G8(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G1(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G1(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G2(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G2(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G3(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G3(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G4(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G4(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G5(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G5(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G6(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G6(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G7(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G7(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 //go:noescape
-func q6kMatAVX512G8(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)
+func q6kMatAVX512G8(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)
 
 var (
 	q4kMatAVX512 = [9]kqKernel{nil, q4kMatAVX512G1, q4kMatAVX512G2, q4kMatAVX512G3, q4kMatAVX512G4,
 		q4kMatAVX512G5, q4kMatAVX512G6, q4kMatAVX512G7, q4kMatAVX512G8}
-	// One token of Q6_K goes to q6kMat1AVX512, which unpacks with fewer
-	// operations and sums with more: the better trade for a single token.
-	q6kMatAVX512 = [9]kqKernel{nil, q6kMat1AVX512, q6kMatAVX512G2, q6kMatAVX512G3, q6kMatAVX512G4,
+	q6kMatAVX512 = [9]kqKernel{nil, q6kMatAVX512G1, q6kMatAVX512G2, q6kMatAVX512G3, q6kMatAVX512G4,
 		q6kMatAVX512G5, q6kMatAVX512G6, q6kMatAVX512G7, q6kMatAVX512G8}
 )
 
 // kqGroup is the most tokens one kernel call keeps in registers.
 const kqGroup = 8
+
+// kqTile is the most blocks of a row one kernel call covers: 8 tokens'
+// rearranged activations of 8 blocks (24 KiB) stay in L1.
+const kqTile = 8
 
 // kqScratch holds one token group's rearranged activations: act, 256
 // bytes per block and token (block-major, so a kernel finds token t of a
@@ -113,7 +115,7 @@ type kqPrep func(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp
 // matKQuant runs a K-quant kernel family over rows × ntok: for each group
 // of up to 8 tokens it rearranges their activations and runs the group's
 // kernel over all rows.
-func matKQuant(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, blockBytes int, prep kqPrep, kern *[9]kqKernel, prep1 kqPrep) {
+func matKQuant(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, blockBytes int, prep kqPrep, kern *[9]kqKernel, prep1 kqPrep, kern1 kqKernel) {
 	if rows <= 0 || ntok <= 0 {
 		return
 	}
@@ -135,24 +137,38 @@ func matKQuant(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, bloc
 		s.act = grow(s.act, nb*g*QKBlock)
 		s.tab = grow(s.tab, nb*g*32)
 		pr := prep
-		if g == 1 && prep1 != nil {
+		if g == 1 && kern1 != nil {
 			pr = prep1
 		}
 		for t := range g {
 			e := (t0 + t) * cols
 			pr(&s.act[t*QKBlock], &s.tab[t*32], &a.q[e], &a.d[e/ActBlock], &a.s[e/16], nb, g)
 		}
-		kern[g](&y[t0*ldy], ldy, &w[0], rb, rows, &s.act[0], &s.tab[0], nb)
+		k := kern[g]
+		if g == 1 && kern1 != nil {
+			k = kern1
+		}
+		// Column tiles of kqTile blocks keep a tile's activations in L1
+		// while every row pair passes; later tiles add to y.
+		for b0 := 0; b0 < nb; b0 += kqTile {
+			acc := 0
+			if b0 > 0 {
+				acc = 1
+			}
+			k(&y[t0*ldy], ldy, &w[b0*blockBytes], rb, rows, &s.act[b0*g*QKBlock], &s.tab[b0*g*32], min(kqTile, nb-b0), acc)
+		}
 	}
 	kqScratchPool.Put(s)
 }
 
 func matQ4KAVX512(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
-	matKQuant(y, ldy, w, rows, a, ntok, Q4KBlockBytes, q4kPrepAVX512, &q4kMatAVX512, nil)
+	matKQuant(y, ldy, w, rows, a, ntok, Q4KBlockBytes, q4kPrepAVX512, &q4kMatAVX512, nil, nil)
 }
 
+// matQ6KAVX512 sends a lone token to q6kMat1AVX512, which unpacks with
+// fewer operations and sums with more: the better trade for one token.
 func matQ6KAVX512(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
-	matKQuant(y, ldy, w, rows, a, ntok, Q6KBlockBytes, q6kPrepAVX512, &q6kMatAVX512, q6kPrep1AVX512)
+	matKQuant(y, ldy, w, rows, a, ntok, Q6KBlockBytes, q6kPrepAVX512, &q6kMatAVX512, q6kPrep1AVX512, q6kMat1AVX512)
 }
 
 //go:noescape

@@ -361,8 +361,8 @@ func prepQ6K() {
 // its y, CX = rows left; the block loop walks R13 (row), R14 (act), BX
 // (tab), DX (blocks left).
 func matHead(name string, g int, zero []int) {
-	fmt.Fprintf(&b, "// func %s(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb int)\n", name)
-	fmt.Fprintf(&b, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	fmt.Fprintf(&b, "// func %s(y *float32, ldy int, w *byte, rb, rows int, act *byte, tab *float32, nb, acc int)\n", name)
+	fmt.Fprintf(&b, "TEXT ·%s(SB), NOSPLIT, $0-72\n", name)
 	p("MOVQ y+0(FP), DI")
 	p("MOVQ w+16(FP), SI")
 	p("MOVQ rows+32(FP), CX")
@@ -393,12 +393,22 @@ func matTail(name string, g, blockBytes int, store func(t int)) {
 	p("MOVQ ldy+8(FP), R8")
 	p("SHLQ $2, R8")
 	p("MOVQ DI, AX")
+	p("MOVQ acc+64(FP), R10")
 	for t := range g {
 		store(t)
+		// With acc, add the sums y holds (of earlier blocks of the rows).
+		p("VMOVSHDUP X13, X14")
+		p("TESTQ R10, R10")
+		p("JZ %s_ac%d", name, t)
+		p("VADDSS (AX), X13, X13")
+		p("TESTQ R9, R9")
+		p("JZ %s_ac%d", name, t)
+		p("VADDSS 4(AX), X14, X14")
+		label(fmt.Sprintf("%s_ac%d", name, t))
 		p("VMOVSS X13, (AX)")
 		p("TESTQ R9, R9")
 		p("JZ %s_st%d", name, t)
-		p("VEXTRACTPS $1, X13, 4(AX)")
+		p("VMOVSS X14, 4(AX)")
 		label(fmt.Sprintf("%s_st%d", name, t))
 		if t < g-1 {
 			p("ADDQ R8, AX")
