@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -254,5 +255,88 @@ func BenchmarkKQuantPeakRead(b *testing.B) {
 	b.ReportMetric(float64(len(buf)*4)/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GB/s")
 	if sink[0] == 1 {
 		b.Log(sink)
+	}
+}
+
+// BenchmarkKQuantDecode compares decode on matrices far larger than the
+// caches with the machine's read bandwidth, alternating the two in every
+// round so that other load on a shared machine hits both alike: the Q6_K
+// output matrix of Llama-3.2-1B (128256 × 2048, 215 MB) and a Q4_K matrix
+// of 65536 × 2048 (75 MB, the size of about 14 of its 2048 × 2048
+// projections), each at n = 1 and n = 8 in Fast numerics with two
+// threads. It reports each MatMul's weight GB/s at n = 1 as a percentage
+// of PeakRead's over 256 MiB (medians over rounds), and the time of n = 8
+// over the time of n = 1.
+func BenchmarkKQuantDecode(b *testing.B) {
+	p := NewPool(2)
+	defer p.Close()
+	p.SetNumerics(Fast)
+	rng := rand.New(rand.NewPCG(141, 142))
+	buf := make([]float32, 64<<20)
+	for i := range buf {
+		buf[i] = float32(i & 7)
+	}
+	read := func() time.Duration {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if PeakRead(buf[i*len(buf)/2:(i+1)*len(buf)/2]) == -1 {
+					b.Log("unreachable")
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Since(t0)
+	}
+	mats := []struct {
+		name string
+		w    *Mat
+	}{}
+	for _, s := range []struct {
+		name       string
+		dt         DType
+		rows, cols int
+	}{{"q6k", Q6_K, 128256, 2048}, {"q4k", Q4_K, 65536, 2048}} {
+		w, err := NewBlocks(s.dt, s.rows, s.cols, randBlocks(rng, s.dt, s.rows, s.cols))
+		if err != nil {
+			b.Fatal(err)
+		}
+		mats = append(mats, struct {
+			name string
+			w    *Mat
+		}{s.name, w})
+	}
+	x := randF32(rng, 8*2048)
+	y := make([]float32, 8*128256)
+	pct := make([][]float64, len(mats))
+	batch := make([][]float64, len(mats))
+	var readGBs []float64
+	for b.Loop() {
+		tr := read()
+		readGBs = append(readGBs, float64(len(buf)*4)/tr.Seconds()/1e9)
+		for i, m := range mats {
+			t0 := time.Now()
+			p.MatMul(y[:m.w.Rows], x[:2048], 1, m.w)
+			t1 := time.Since(t0)
+			t0 = time.Now()
+			p.MatMul(y[:8*m.w.Rows], x, 8, m.w)
+			t8 := time.Since(t0)
+			gbs := float64(len(m.w.Blocks)) / t1.Seconds() / 1e9
+			pct[i] = append(pct[i], 100*gbs/readGBs[len(readGBs)-1])
+			batch[i] = append(batch[i], t8.Seconds()/t1.Seconds())
+		}
+	}
+	median := func(v []float64) float64 {
+		s := append([]float64(nil), v...)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	b.ReportMetric(median(readGBs), "read-GB/s")
+	for i, m := range mats {
+		b.ReportMetric(median(pct[i]), m.name+"-%read")
+		b.ReportMetric(median(batch[i]), m.name+"-n8/n1")
 	}
 }
