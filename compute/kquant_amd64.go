@@ -197,8 +197,29 @@ func matKQuantAVX2(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, 
 	kern(&y[0], ldy, &w[0], rb, rows, &a.q[0], &a.d[0], &a.s[0], cols, ntok)
 }
 
+//go:noescape
+func q4kMat2AVX2(y *float32, ldy int, w *byte, rb, rows int, q *int8, d *float32, s *int32, cols int)
+
+// matQ4KAVX2 runs tokens in pairs through q4kMat2AVX2, which unpacks each
+// block once for both, and a last odd token through q4kMatAVX2.
 func matQ4KAVX2(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
-	matKQuantAVX2(y, ldy, w, rows, a, ntok, Q4KBlockBytes, q4kMatAVX2)
+	cols := a.cols
+	if rows <= 0 || ntok <= 0 || cols < QKBlock {
+		matKQuantAVX2(y, ldy, w, rows, a, ntok, Q4KBlockBytes, q4kMatAVX2)
+		return
+	}
+	rb := cols / QKBlock * Q4KBlockBytes
+	_, _ = w[rows*rb-1], y[(ntok-1)*ldy+rows-1]
+	_, _, _ = a.q[ntok*cols-1], a.d[ntok*cols/ActBlock-1], a.s[ntok*cols/16-1]
+	t := 0
+	for ; t+2 <= ntok; t += 2 {
+		e := t * cols
+		q4kMat2AVX2(&y[t*ldy], ldy, &w[0], rb, rows, &a.q[e], &a.d[e/ActBlock], &a.s[e/16], cols)
+	}
+	if t < ntok {
+		e := t * cols
+		q4kMatAVX2(&y[t*ldy], ldy, &w[0], rb, rows, &a.q[e], &a.d[e/ActBlock], &a.s[e/16], cols, 1)
+	}
 }
 
 func matQ6KAVX2(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {

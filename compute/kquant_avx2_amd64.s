@@ -314,3 +314,152 @@ q6k2_blk:
 	JNZ  q6k2_row
 	VZEROUPPER
 	RET
+
+// Q4K2LOAD(g) unpacks group g (sub-blocks 2g, 2g+1) of the block at R13:
+// low nibbles in Y11, high in Y10. Q4K2MUL(g, tok) multiplies them with
+// the token whose activations start at R10 + 8·tok and leaves the first
+// VPHADDW round of the two in Y6 (see q4kMat2AVX2).
+#define Q4K2LOAD(g) \
+	VMOVDQU    16+32*g(R13), Y10 \
+	VPAND      Y13, Y10, Y11 \
+	VPSRLW     $4, Y10, Y10 \
+	VPAND      Y13, Y10, Y10
+
+#define Q4K2MUL(g, tok) \
+	VPMADDUBSW 64*g(R10)(tok*8), Y11, Y6 \
+	VPMADDUBSW 64*g+32(R10)(tok*8), Y10, Y7 \
+	VPHADDW    Y7, Y6, Y6
+
+// func q4kMat2AVX2(y *float32, ldy int, w *byte, rb, rows int, q *int8, d *float32, s *int32, cols int)
+// q4kMatAVX2 for two tokens (activation rows q and q + cols): each block's
+// scales and codes are unpacked once for both.
+TEXT ·q4kMat2AVX2(SB), NOSPLIT, $0-72
+	MOVQ y+0(FP), DI
+	MOVQ ldy+8(FP), R9
+	MOVQ w+16(FP), SI
+	MOVQ rows+32(FP), CX
+	MOVQ cols+64(FP), R8
+	SHRQ $3, R8
+	VMOVDQU kq2nib<>(SB), Y13
+
+q4k22_row:
+	MOVQ   q+40(FP), R10
+	MOVQ   d+48(FP), R11
+	MOVQ   s+56(FP), R12
+	VXORPS Y15, Y15, Y15
+	VXORPS Y14, Y14, Y14
+	MOVQ   SI, R13
+	MOVQ   cols+64(FP), DX
+	SHRQ   $8, DX
+
+q4k22_blk:
+	MOVL  4(R13), AX
+	MOVL  8(R13), BX
+	ANDL  $0x3f3f3f3f, AX
+	MOVL  12(R13), R14
+	ANDL  $0x0f0f0f0f, R14
+	MOVL  4(R13), R15
+	SHRL  $6, R15
+	ANDL  $0x03030303, R15
+	SHLL  $4, R15
+	ORL   R14, R15
+	SHLQ  $32, R15
+	ORQ   R15, AX
+	MOVL  12(R13), R14
+	SHRL  $4, R14
+	ANDL  $0x0f0f0f0f, R14
+	MOVL  BX, R15
+	SHRL  $6, R15
+	ANDL  $0x03030303, R15
+	SHLL  $4, R15
+	ORL   R14, R15
+	ANDL  $0x3f3f3f3f, BX
+	SHLQ  $32, R15
+	ORQ   R15, BX
+	VMOVQ AX, X0
+	VPMOVZXBD X0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMOVQ BX, X1
+	VPMOVZXBD X1, Y1
+	VCVTDQ2PS Y1, Y1
+	MOVL  (R13), AX
+	VMOVD AX, X2
+	VCVTPH2PS X2, X2
+	VBROADCASTSS X2, Y3
+	VMULPS Y3, Y0, Y0
+	VMOVSHDUP X2, X2
+	VBROADCASTSS X2, Y3
+	VMULPS Y3, Y1, Y1
+
+	// Mins of both tokens.
+	VMOVDQU   (R12), Y4
+	VPHADDD   32(R12), Y4, Y4
+	VPERMQ    $0xd8, Y4, Y4
+	VCVTDQ2PS Y4, Y4
+	VMULPS    (R11), Y4, Y4
+	VFNMADD231PS Y4, Y1, Y15
+	VMOVDQU   (R12)(R8*2), Y4
+	VPHADDD   32(R12)(R8*2), Y4, Y4
+	VPERMQ    $0xd8, Y4, Y4
+	VCVTDQ2PS Y4, Y4
+	VMULPS    (R11)(R8*1), Y4, Y4
+	VFNMADD231PS Y4, Y1, Y14
+
+	// Trees: sub-block pairs (0,1) → Y2/Y4, (2,3) → Y3/Y5 then into
+	// Y2/Y4, (4,5) → Y3/Y5, (6,7) → Y6, then all into Y2/Y4.
+	XORQ AX, AX
+	Q4K2LOAD(0)
+	Q4K2MUL(0, AX)
+	VMOVDQA Y6, Y2
+	Q4K2MUL(0, R8)
+	VMOVDQA Y6, Y4
+	Q4K2LOAD(1)
+	Q4K2MUL(1, AX)
+	VPHADDW Y6, Y2, Y2
+	Q4K2MUL(1, R8)
+	VPHADDW Y6, Y4, Y4
+	Q4K2LOAD(2)
+	Q4K2MUL(2, AX)
+	VMOVDQA Y6, Y3
+	Q4K2MUL(2, R8)
+	VMOVDQA Y6, Y5
+	Q4K2LOAD(3)
+	Q4K2MUL(3, AX)
+	VPHADDW Y6, Y3, Y3
+	VPHADDW Y3, Y2, Y2
+	Q4K2MUL(3, R8)
+	VPHADDW Y6, Y5, Y5
+	VPHADDW Y5, Y4, Y4
+
+	VEXTRACTI128 $1, Y2, X3
+	VPMOVSXWD  X2, Y2
+	VPMOVSXWD  X3, Y3
+	VPADDD     Y3, Y2, Y2
+	VCVTDQ2PS  Y2, Y2
+	VMULPS     Y0, Y2, Y2
+	VFMADD231PS (R11), Y2, Y15
+	VEXTRACTI128 $1, Y4, X5
+	VPMOVSXWD  X4, Y4
+	VPMOVSXWD  X5, Y5
+	VPADDD     Y5, Y4, Y4
+	VCVTDQ2PS  Y4, Y4
+	VMULPS     Y0, Y4, Y4
+	VFMADD231PS (R11)(R8*1), Y4, Y14
+
+	ADDQ $144, R13
+	ADDQ $256, R10
+	ADDQ $32, R11
+	ADDQ $64, R12
+	DECQ DX
+	JNZ  q4k22_blk
+
+	VMOVAPS Y14, Y12
+	HSUM8((DI))
+	VMOVAPS Y12, Y15
+	HSUM8((DI)(R9*4))
+	ADDQ rb+24(FP), SI
+	ADDQ $4, DI
+	DECQ CX
+	JNZ  q4k22_row
+	VZEROUPPER
+	RET
