@@ -43,6 +43,7 @@ func avx512Set() kernelSet {
 	}
 	if hasVNNI() {
 		useVNNI(&ks)
+		ks.matQ4_K, ks.matQ6_K = matQ4KAVX512, matQ6KAVX512
 	}
 	return ks
 }
