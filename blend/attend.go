@@ -43,7 +43,7 @@ func (c CacheBlend) candidates(b *Blender, a *assembly) ([]int, error) {
 	if _, err := b.Net.ForwardRecomputeObserved(a.cache, a.tokens, a.fresh, first, obs); err != nil {
 		return nil, err
 	}
-	score := attentionTo(b.Net, a.cache, obs, reused)
+	score := rankByAttention(attentionSums(b.Net, a.cache, obs), reused)
 	score = widen(score, reused, c.Window)
 	var cands []int
 	for j, r := range reused {
@@ -64,51 +64,51 @@ func (a *assembly) isFresh(j int) bool {
 	return ok
 }
 
-// attentionTo returns, for every position of the prompt, how much the
-// queries obs recorded (the tokens from obs.From on that a recompute pass
-// kept at each layer: all of them, or a suffix) attend to it. Per layer
-// and query head the attention of the recorded tokens is summed and
-// normalized to sum 1 over the reused tokens, so that a head that reads
-// mostly the template or an attention sink weighs as much as one that
-// reads the documents; a token's score is its largest share over layers
-// and heads. Only reused tokens get a score.
-func attentionTo(net *model.Model, cache *kvcache.Seq, obs *model.Observer, reused []bool) []float32 {
+// attentionSums returns, per layer and query head (index l·Heads + h),
+// the attention the queries obs recorded pay each position of cache, summed
+// over the recorded tokens: those from obs.From on that a recompute pass
+// kept at that layer, which must end the prompt (all of them, or a
+// suffix). A layer without recorded queries gets nil.
+func attentionSums(net *model.Model, cache *kvcache.Seq, obs *model.Observer) [][]float32 {
 	c := net.Config
 	n := cache.Next()
 	hd, heads := c.HeadDim, c.Heads
 	group := heads / c.KVHeads
-	type job struct{ l, h int }
-	var jobs []job
-	for l := range min(c.Layers, len(obs.Queries)) {
-		if len(obs.Queries[l]) > 0 {
-			for h := range heads {
-				jobs = append(jobs, job{l, h})
-			}
-		}
-	}
-	parts := make([][]float32, len(jobs))
+	sums := make([][]float32, c.Layers*heads)
 	pool := net.Pool()
-	pool.For(len(jobs), 1, func(worker, lo, hi int) {
+	pool.For(len(sums), 1, func(worker, lo, hi int) {
 		for i := lo; i < hi; i++ {
-			jb := jobs[i]
-			q := obs.Queries[jb.l]
+			l, h := i/heads, i%heads
+			if l >= len(obs.Queries) || len(obs.Queries[l]) == 0 {
+				continue
+			}
+			q := obs.Queries[l]
 			count := len(q) / (heads * hd)
-			kv := cache.View(jb.l, jb.h/group)
+			kv := cache.View(l, h/group)
 			sum := make([]float32, n)
 			for t := range count {
-				pos := n - count + t // the recorded tokens end the prompt
+				pos := n - count + t
 				s := pool.Scratch(worker, pos+1)
-				kv.Scores(s, q[(t*heads+jb.h)*hd:(t*heads+jb.h+1)*hd], 0, pos+1, c.AttnScale)
+				kv.Scores(s, q[(t*heads+h)*hd:(t*heads+h+1)*hd], 0, pos+1, c.AttnScale)
 				compute.Softmax(s)
 				for j, p := range s {
 					sum[j] += p
 				}
 			}
-			parts[i] = sum
+			sums[i] = sum
 		}
 	})
-	out := make([]float32, n)
-	for _, p := range parts {
+	return sums
+}
+
+// rankByAttention scores the reused positions from attentionSums: each
+// layer and head's sums are normalized to 1 over the reused tokens, so
+// that a head that reads mostly the template or an attention sink weighs
+// as much as one that reads the documents, and a token's score is its
+// largest share in any layer and head. Other positions score 0.
+func rankByAttention(sums [][]float32, reused []bool) []float32 {
+	out := make([]float32, len(reused))
+	for _, p := range sums {
 		var mass float32
 		for j, v := range p {
 			if reused[j] {
