@@ -299,7 +299,13 @@ func ReuseTable(w io.Writer, runs []*Run) {
 			fullTTFT = run.MeanTTFTms
 		}
 	}
-	fmt.Fprintf(w, "%-11s %6s", "reuse", "ratio")
+	width := len("reuse")
+	for _, run := range runs {
+		if run.ReuseStats != nil {
+			width = max(width, len(run.Reuse))
+		}
+	}
+	fmt.Fprintf(w, "%-*s %6s", width, "reuse", "ratio")
 	for _, t := range tasks {
 		fmt.Fprintf(w, " %12s", t)
 	}
@@ -308,7 +314,7 @@ func ReuseTable(w io.Writer, runs []*Run) {
 		if run.ReuseStats == nil {
 			continue
 		}
-		fmt.Fprintf(w, "%-11s %6.3g", run.Reuse, run.RecomputeRatio)
+		fmt.Fprintf(w, "%-*s %6.3g", width, run.Reuse, run.RecomputeRatio)
 		for _, t := range tasks {
 			c, n := 0, 0
 			for _, r := range run.Records {
