@@ -28,8 +28,9 @@ type Document struct {
 // ReuseStats describes a run of `bench accuracy --reuse`: how the
 // documents' KV was reused and what it cost.
 type ReuseStats struct {
-	// Reuse is the method (blend's: full, naive, cacheblend, cachecraft,
-	// ape; pie for PIE's edit of a cached prompt).
+	// Reuse is the method (blend's: full, naive, cacheblend,
+	// cacheblend-deviation, cachecraft, ape; pie for PIE's edit of a cached
+	// prompt).
 	Reuse string `json:"reuse"`
 	// RecomputeRatio is the share of reused tokens the method recomputes
 	// (cacheblend, cachecraft; 0 for the others).
@@ -60,7 +61,7 @@ type ReuseConfig struct {
 }
 
 // ReuseMethods lists the methods `--reuse` takes.
-var ReuseMethods = []string{"full", "naive", "cacheblend", "cachecraft", "ape", "pie"}
+var ReuseMethods = []string{"full", "naive", "cacheblend", "cacheblend-deviation", "cachecraft", "ape", "pie"}
 
 // reuseWarm is how Reuse warms caches, as the runs state it.
 const reuseWarm = "before a record is timed, its documents missing from the chunk cache are computed and put there " +
@@ -88,7 +89,7 @@ func Reuse(ctx context.Context, b *engine.Bundle, recs []Record, configs []Reuse
 			methods[i] = m
 		}
 		ratio := c.Ratio
-		if ratio == 0 && (c.Method == "cacheblend" || c.Method == "cachecraft") {
+		if ratio == 0 && (c.Method == "cacheblend" || c.Method == "cacheblend-deviation" || c.Method == "cachecraft") {
 			ratio = 0.15
 		}
 		runs[i] = &Run{Press: "none", KVFormat: opt.Format.String(), ReuseStats: &ReuseStats{Reuse: c.Method, RecomputeRatio: ratio, Warm: reuseWarm}}
@@ -298,7 +299,13 @@ func ReuseTable(w io.Writer, runs []*Run) {
 			fullTTFT = run.MeanTTFTms
 		}
 	}
-	fmt.Fprintf(w, "%-11s %6s", "reuse", "ratio")
+	width := len("reuse")
+	for _, run := range runs {
+		if run.ReuseStats != nil {
+			width = max(width, len(run.Reuse))
+		}
+	}
+	fmt.Fprintf(w, "%-*s %6s", width, "reuse", "ratio")
 	for _, t := range tasks {
 		fmt.Fprintf(w, " %12s", t)
 	}
@@ -307,7 +314,7 @@ func ReuseTable(w io.Writer, runs []*Run) {
 		if run.ReuseStats == nil {
 			continue
 		}
-		fmt.Fprintf(w, "%-11s %6.3g", run.Reuse, run.RecomputeRatio)
+		fmt.Fprintf(w, "%-*s %6.3g", width, run.Reuse, run.RecomputeRatio)
 		for _, t := range tasks {
 			c, n := 0, 0
 			for _, r := range run.Records {

@@ -13,7 +13,9 @@
 //   - naive: concatenate the cached documents, keys re-rotated to their new
 //     positions, and compute only the other segments;
 //   - cacheblend: CacheBlend (arXiv:2405.16444) — recompute the tokens whose
-//     KV deviates most, chosen at an early layer and narrowed layer by layer;
+//     KV deviates most, narrowed layer by layer from candidates the question
+//     attends to (cacheblend-deviation: from every token's deviation at an
+//     early layer, as in the paper);
 //   - cachecraft: Cache-Craft (arXiv:2502.15734) — a recompute budget per
 //     document from how far its context moved it, none for a document whose
 //     context is the one it was cached in;
@@ -226,18 +228,25 @@ func (b *Blender) assemble(salt string, p Prompt, place func(doc, start int) int
 	pool := b.Chunks.Pool()
 	a.cache = pool.NewSeq()
 	cfg := pool.Config()
-	zero := make([]float32, cfg.HeadDim)
-	k, v := make([]float32, cfg.HeadDim), make([]float32, cfg.HeadDim)
+	// First find (or compute) every document's entry, in order; then fill
+	// the cache, one layer and KV head per worker.
+	type piece struct {
+		pos, n int
+		e      *chunk.Entry // nil: placeholders
+		target int
+	}
+	var pieces []piece
+	release := func() {
+		for _, pc := range pieces {
+			if pc.e != nil {
+				pc.e.Seq.Release()
+			}
+		}
+	}
 	pos, docIndex := 0, 0
 	for si, s := range p {
 		if !s.Doc || len(s.Tokens) == 0 {
-			for l := range cfg.Layers {
-				for g := range cfg.KVHeads {
-					for i := range s.Tokens {
-						a.cache.Append(l, g, zero, zero, pos+i)
-					}
-				}
-			}
+			pieces = append(pieces, piece{pos: pos, n: len(s.Tokens)})
 			for i := range s.Tokens {
 				a.fresh = append(a.fresh, pos+i)
 			}
@@ -250,6 +259,7 @@ func (b *Blender) assemble(salt string, p Prompt, place func(doc, start int) int
 			a.res.Misses++
 			var err error
 			if e, err = b.encode(salt, key, head, s.Tokens); err != nil {
+				release()
 				a.release()
 				return nil, err
 			}
@@ -261,24 +271,36 @@ func (b *Blender) assemble(salt string, p Prompt, place func(doc, start int) int
 		if place != nil {
 			target = place(docIndex, pos)
 		}
-		for l := range cfg.Layers {
-			rot := rotatorFor(b.Net.RopeInvFreq(l), b.Net.Config.MaxPositions)
-			for g := range cfg.KVHeads {
-				view := e.Seq.View(l, g)
-				for i := range s.Tokens {
-					view.Key(i, k)
-					view.Value(i, v)
-					rot.Move(k, e.Start+i, target+i)
-					a.cache.Append(l, g, k, v, pos+i)
-				}
-			}
-		}
-		e.Seq.Release()
+		pieces = append(pieces, piece{pos: pos, n: len(s.Tokens), e: &e, target: target})
 		a.docs = append(a.docs, span{start: pos, end: pos + len(s.Tokens), atHome: pos == len(head) && si > 0 && !p[si-1].Doc})
 		a.placed += len(s.Tokens)
 		pos += len(s.Tokens)
 		docIndex++
 	}
+	b.Net.Pool().For(cfg.Layers*cfg.KVHeads, 1, func(_, lo, hi int) {
+		zero := make([]float32, cfg.HeadDim)
+		k, v := make([]float32, cfg.HeadDim), make([]float32, cfg.HeadDim)
+		for job := lo; job < hi; job++ {
+			l, g := job/cfg.KVHeads, job%cfg.KVHeads
+			rot := rotatorFor(b.Net.RopeInvFreq(l), b.Net.Config.MaxPositions)
+			for _, pc := range pieces {
+				if pc.e == nil {
+					for i := range pc.n {
+						a.cache.Append(l, g, zero, zero, pc.pos+i)
+					}
+					continue
+				}
+				view := pc.e.Seq.View(l, g)
+				for i := range pc.n {
+					view.Key(i, k)
+					view.Value(i, v)
+					rot.Move(k, pc.e.Start+i, pc.target+i)
+					a.cache.Append(l, g, k, v, pc.pos+i)
+				}
+			}
+		}
+	})
+	release()
 	a.cache.Advance(pos)
 	if len(a.fresh) == 0 || a.fresh[len(a.fresh)-1] != len(a.tokens)-1 {
 		// The last token is computed for its logits even inside a document.
@@ -303,16 +325,18 @@ func (b *Blender) finish(a *assembly, active []int, sel model.Recompute) (*Resul
 // Methods returns the methods by name.
 func Methods() map[string]Method {
 	return map[string]Method{
-		"full":       Full{},
-		"naive":      Naive{},
-		"cacheblend": CacheBlend{},
-		"cachecraft": CacheCraft{},
-		"ape":        APE{},
+		"full":                 Full{},
+		"naive":                Naive{},
+		"cacheblend":           CacheBlend{},
+		"cacheblend-deviation": CacheBlend{Select: SelectDeviation},
+		"cachecraft":           CacheCraft{},
+		"ape":                  APE{},
 	}
 }
 
 // Parse returns the method named name with ratio as its recompute ratio
-// (for cacheblend and cachecraft; 0 keeps the method's default).
+// (for cacheblend, cacheblend-deviation and cachecraft; 0 keeps the
+// method's default).
 func Parse(name string, ratio float64) (Method, error) {
 	switch name {
 	case "full":
@@ -321,10 +345,12 @@ func Parse(name string, ratio float64) (Method, error) {
 		return Naive{}, nil
 	case "cacheblend":
 		return CacheBlend{Ratio: ratio}, nil
+	case "cacheblend-deviation":
+		return CacheBlend{Ratio: ratio, Select: SelectDeviation}, nil
 	case "cachecraft":
 		return CacheCraft{Ratio: ratio}, nil
 	case "ape":
 		return APE{}, nil
 	}
-	return nil, fmt.Errorf("blend: unknown method %q (full, naive, cacheblend, cachecraft, ape)", name)
+	return nil, fmt.Errorf("blend: unknown method %q (full, naive, cacheblend, cacheblend-deviation, cachecraft, ape)", name)
 }

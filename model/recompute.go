@@ -35,6 +35,14 @@ type Recompute func(layer int, pos []int, keys, values []float32) []int
 // and its kin; with sel nil and active the placeholders it concatenates
 // cached chunks as they are.
 func (m *Model) ForwardRecompute(cache *kvcache.Seq, tokens, active []int, sel Recompute) ([]float32, error) {
+	return m.ForwardRecomputeObserved(cache, tokens, active, sel, nil)
+}
+
+// ForwardRecomputeObserved is ForwardRecompute that also records, in obs,
+// the post-RoPE queries of the kept tokens at positions ≥ obs.From, layer
+// by layer (Observer.Queries; the other Observer fields are not filled).
+// A method reads them to see what a prompt's later tokens attend to.
+func (m *Model) ForwardRecomputeObserved(cache *kvcache.Seq, tokens, active []int, sel Recompute, obs *Observer) ([]float32, error) {
 	c := m.Config
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("model: recompute of an empty prompt")
@@ -82,7 +90,7 @@ func (m *Model) ForwardRecompute(cache *kvcache.Seq, tokens, active []int, sel R
 		}
 	}
 	steps := ws.one[:]
-	steps[0] = Step{Cache: cache, Tokens: ids}
+	steps[0] = Step{Cache: cache, Tokens: ids, Observe: obs}
 	defer clear(steps)
 	m.ropeRows(n)
 	for li := range m.Layers {
@@ -144,6 +152,9 @@ func (m *Model) recomputeLayer(steps []Step, li, n int, sel Recompute) (int, err
 		n = len(keep)
 		steps[0].Tokens = ids[:n]
 		m.ropeRows(n) // the next layers rotate the n kept tokens
+	}
+	if steps[0].Observe != nil {
+		m.recordQueries(steps, li, n)
 	}
 	window := 0
 	if c.Sliding[li] {

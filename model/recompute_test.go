@@ -118,3 +118,96 @@ type cacheWithPrefix struct {
 	*kvcache.Seq
 	prefix int
 }
+
+// TestForwardRecomputeObserved checks the queries a recompute pass records
+// against those a plain forward pass records for the same tokens, from
+// several first positions, and that a narrowed layer records only the
+// tokens kept.
+func TestForwardRecomputeObserved(t *testing.T) {
+	m := loadDir(t, "../models/tinychat")
+	tokens := make([]int, 40)
+	for i := range tokens {
+		tokens[i] = (i*53 + 7) % m.Config.VocabSize
+	}
+	qd := m.Config.Heads * m.Config.HeadDim
+	for _, tc := range []struct {
+		name string
+		from int
+	}{
+		{"every token", 0},
+		{"a suffix", 31},
+		{"the last token", 39},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := &Observer{From: tc.from}
+			if _, err := m.ForwardObserved(m.NewCache(), tokens, NoLogits, want); err != nil {
+				t.Fatal(err)
+			}
+			c := m.NewCache()
+			zero := make([]float32, m.Config.HeadDim)
+			for li := range m.Config.Layers {
+				for g := range m.Config.KVHeads {
+					for p := range tokens {
+						c.Append(li, g, zero, zero, p)
+					}
+				}
+			}
+			c.Advance(len(tokens))
+			active := make([]int, len(tokens))
+			for i := range active {
+				active[i] = i
+			}
+			got := &Observer{From: tc.from}
+			if _, err := m.ForwardRecomputeObserved(c, tokens, active, nil, got); err != nil {
+				t.Fatal(err)
+			}
+			for li := range m.Config.Layers {
+				if len(got.Queries[li]) != (len(tokens)-tc.from)*qd {
+					t.Fatalf("layer %d: %d query floats, want %d", li, len(got.Queries[li]), (len(tokens)-tc.from)*qd)
+				}
+				if d := maxAbsDiff(got.Queries[li], want.Queries[li]); d > 1e-3 {
+					t.Fatalf("layer %d: queries differ from a plain forward pass by %g", li, d)
+				}
+			}
+		})
+	}
+	t.Run("narrowed to the last token from layer 2", func(t *testing.T) {
+		c := m.NewCache()
+		if _, err := m.Forward(c, tokens[:30], NoLogits); err != nil {
+			t.Fatal(err)
+		}
+		zero := make([]float32, m.Config.HeadDim)
+		for li := range m.Config.Layers {
+			for g := range m.Config.KVHeads {
+				for p := 30; p < len(tokens); p++ {
+					c.Append(li, g, zero, zero, p)
+				}
+			}
+		}
+		c.Advance(10)
+		active := []int{30, 31, 32, 33, 34, 35, 36, 37, 38, 39}
+		obs := &Observer{From: 35}
+		sel := func(layer int, pos []int, _, _ []float32) []int {
+			if layer >= 2 {
+				return []int{len(pos) - 1}
+			}
+			out := make([]int, len(pos))
+			for i := range out {
+				out[i] = i
+			}
+			return out
+		}
+		if _, err := m.ForwardRecomputeObserved(c, tokens, active, sel, obs); err != nil {
+			t.Fatal(err)
+		}
+		for li := range m.Config.Layers {
+			want := 5 * qd
+			if li >= 2 {
+				want = qd
+			}
+			if len(obs.Queries[li]) != want {
+				t.Errorf("layer %d: %d query floats, want %d", li, len(obs.Queries[li]), want)
+			}
+		}
+	})
+}

@@ -28,7 +28,7 @@ func addReuseFlags(fs *flag.FlagSet) *reuseFlags {
 	r := &reuseFlags{}
 	fs.StringVar(&r.methods, "reuse", "", "comma-separated ways to reuse the records' cached documents ("+strings.Join(bench.ReuseMethods, ", ")+
 		"): each record's documents come from a chunk cache, warmed before the record is timed; needs records with documents (../shared/bench/rag.jsonl). With --out also writes a PNG of accuracy against TTFT beside it")
-	fs.StringVar(&r.ratios, "recompute-ratio", "0.15", "comma-separated shares of the reused tokens that cacheblend and cachecraft recompute, in (0, 1]")
+	fs.StringVar(&r.ratios, "recompute-ratio", "0.15", "comma-separated shares of the reused tokens that cacheblend, cacheblend-deviation and cachecraft recompute, in (0, 1]")
 	fs.Int64Var(&r.memory, "chunk-memory", 768<<20, "bytes of KV the chunk cache and the records' caches may hold together (least recently used documents are evicted)")
 	return r
 }
@@ -40,7 +40,7 @@ func (r *reuseFlags) run(ctx context.Context, b *engine.Bundle, recs []bench.Rec
 		if !slices.Contains(bench.ReuseMethods, m) {
 			return usageError{fmt.Sprintf("--reuse: unknown method %q (want %s)", m, strings.Join(bench.ReuseMethods, ", "))}
 		}
-		if m != "cacheblend" && m != "cachecraft" {
+		if m != "cacheblend" && m != "cacheblend-deviation" && m != "cachecraft" {
 			configs = append(configs, bench.ReuseConfig{Method: m})
 			continue
 		}

@@ -98,7 +98,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "least severe log level written: debug, info, warn or error (4xx answers log at warn, 5xx at error)")
 	fs.DurationVar(&o.statsEvery, "stats-interval", 10*time.Second, "how often a busy server logs a stats line (running, waiting, tokens/s, KV use, prefix hits); 0 turns it off")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "keep finished sequences' KV for reuse by later prompts with the same prefix and tenant (cache_salt or API key)")
-	fs.StringVar(&o.reuse, "reuse", "cacheblend", "how the KV of a request's documents (the \"documents\" extension of chat completions) is reused from the chunk cache: full, naive, cacheblend, cachecraft or ape (requests override it with kv_reuse)")
+	fs.StringVar(&o.reuse, "reuse", "cacheblend", "how the KV of a request's documents (the \"documents\" extension of chat completions) is reused from the chunk cache: full, naive, cacheblend, cacheblend-deviation, cachecraft or ape (requests override it with kv_reuse)")
 	fs.StringVar(&o.press, "press", "none", "KV-cache press applied to every prompt once computed, e.g. keydiff, snapkv or keydiff+kivi4 (requests override it with kv_press); pressed prompts are neither taken from nor kept in the prefix cache")
 	fs.Float64Var(&o.pressRatio, "press-ratio", 0.5, "fraction of each prompt's KV the press removes (requests override it with kv_press_ratio)")
 	fs.StringVar(&o.chatTemplate, "chat-template", "", chatTemplateUsage)
