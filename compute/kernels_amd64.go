@@ -60,10 +60,10 @@ var avx2 = kernelSet{
 	q4kToF32:  q4kToF32Generic,
 	q6kToF32:  q6kToF32Generic,
 
-	quantizeAct: quantizeActGeneric,
+	quantizeAct: quantizeActAVX2,
 	f32ToBF16:   F32ToBF16,
-	matQ8_0:     matQ8_0Generic,
-	matQ4_0:     matQ4_0Generic,
+	matQ8_0:     matQ8_0AVX2,
+	matQ4_0:     matQ4_0AVX2,
 	matQ5_0:     matQ5_0Generic,
 	matQ4_K:     matQ4KGeneric,
 	matQ6_K:     matQ6KGeneric,

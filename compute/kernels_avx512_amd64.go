@@ -37,6 +37,9 @@ func avx512Set() kernelSet {
 	ks.name = "avx512"
 	ks.gemm, ks.gemmR, ks.gemmT = gemm4x4TileAVX512Go, 4, 4
 	ks.dotBF16 = dotBF16RowsAVX512Go
+	if hasVNNI() {
+		useVNNI(&ks)
+	}
 	return ks
 }
 
