@@ -57,16 +57,16 @@ var avx2 = kernelSet{
 
 	q4_0ToF32: q4_0ToF32Generic,
 	q5_0ToF32: q5_0ToF32Generic,
-	q4kToF32:  q4kToF32Generic,
-	q6kToF32:  q6kToF32Generic,
+	q4kToF32:  q4kToF32AVX2Go,
+	q6kToF32:  q6kToF32AVX2Go,
 
 	quantizeAct: quantizeActAVX2,
 	f32ToBF16:   F32ToBF16,
 	matQ8_0:     matQ8_0AVX2,
 	matQ4_0:     matQ4_0AVX2,
 	matQ5_0:     matQ5_0Generic,
-	matQ4_K:     matQ4KGeneric,
-	matQ6_K:     matQ6KGeneric,
+	matQ4_K:     matQ4KAVX2,
+	matQ6_K:     matQ6KAVX2,
 	matBF16Fast: matBF16FastGeneric,
 }
 

@@ -39,6 +39,7 @@ func avx512Set() kernelSet {
 	ks.dotBF16 = dotBF16RowsAVX512Go
 	if hasVNNI() {
 		useVNNI(&ks)
+		ks.matQ4_K, ks.matQ6_K = matQ4KAVX512, matQ6KAVX512
 	}
 	return ks
 }
