@@ -20,6 +20,12 @@ type Machine struct {
 	ReadGBs          float64 `json:"read_gbs"`
 	Threads          int     `json:"threads"`
 	CPU              string  `json:"cpu"`
+
+	// BF16DotGFLOPs and Int8DotGOPs are the all-thread peaks of the Fast
+	// numerics' dot-product instructions (VDPBF16PS, VPDPBUSD; a product
+	// and an addition count two operations), 0 where the CPU lacks them.
+	BF16DotGFLOPs float64 `json:"bf16_dot_gflops,omitempty"`
+	Int8DotGOPs   float64 `json:"int8_dot_gops,omitempty"`
 }
 
 // machineReadBytes is the buffer the bandwidth probe streams through, far
@@ -28,7 +34,9 @@ const machineReadBytes = 256 << 20
 
 // MeasureMachine measures fp32 FMA throughput (register-only FMA chains)
 // and memory read bandwidth (a streaming sum over a 256 MB buffer), on one
-// thread and on threads at once. It takes about a second.
+// thread and on threads at once, and the bf16 and int8 dot-product peaks
+// on threads at once where the CPU has those instructions. It takes about
+// a second.
 func MeasureMachine(threads int) Machine {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
@@ -36,6 +44,12 @@ func MeasureMachine(threads int) Machine {
 	m := Machine{Threads: threads, CPU: cpuModel()}
 	m.FMAGFLOPsPerCore = fmaGFLOPs(1)
 	m.FMAGFLOPs = fmaGFLOPs(threads)
+	if n := compute.PeakBF16DotFlopsPerIter(); n > 0 {
+		m.BF16DotGFLOPs = peakGOPs(threads, n, func(iters int) float32 { return compute.PeakBF16Dot(iters) })
+	}
+	if n := compute.PeakInt8DotOpsPerIter(); n > 0 {
+		m.Int8DotGOPs = peakGOPs(threads, n, func(iters int) float32 { return float32(compute.PeakInt8Dot(iters)) })
+	}
 	buf := make([]float32, machineReadBytes/4)
 	for i := range buf {
 		buf[i] = 1
@@ -74,10 +88,17 @@ var machineSink float32
 // fmaGFLOPs returns the best of a few runs of the FMA chains on threads
 // threads at once, in total GFLOP/s.
 func fmaGFLOPs(threads int) float64 {
+	return peakGOPs(threads, compute.PeakFMAFlopsPerIter(), compute.PeakFMA)
+}
+
+// peakGOPs returns the best of a few runs of a register-only probe
+// (opsPerIter operations per iteration) on threads threads at once, in
+// total G op/s.
+func peakGOPs(threads, opsPerIter int, probe func(iters int) float32) float64 {
 	iters := 1 << 20
 	// Calibrate to about 50 ms per run.
 	for {
-		d := parallel(1, func(int) { machineSink += compute.PeakFMA(iters) })
+		d := parallel(1, func(int) { machineSink += probe(iters) })
 		if d > 20*time.Millisecond || iters > 1<<30 {
 			iters = int(float64(iters) * float64(50*time.Millisecond) / float64(d))
 			break
@@ -87,8 +108,8 @@ func fmaGFLOPs(threads int) float64 {
 	sinks := make([]float32, threads)
 	best := 0.0
 	for range 3 {
-		d := parallel(threads, func(i int) { sinks[i] += compute.PeakFMA(iters) })
-		best = max(best, float64(threads)*float64(iters)*float64(compute.PeakFMAFlopsPerIter())/d.Seconds()/1e9)
+		d := parallel(threads, func(i int) { sinks[i] += probe(iters) })
+		best = max(best, float64(threads)*float64(iters)*float64(opsPerIter)/d.Seconds()/1e9)
 	}
 	for _, s := range sinks {
 		machineSink += s

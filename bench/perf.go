@@ -154,6 +154,10 @@ func (r *PerfReport) Table(w io.Writer) {
 	}
 	fmt.Fprintf(w, "machine %s: fp32 FMA %.1f GFLOP/s per core, %.1f on %d threads; memory read %.1f GB/s per core, %.1f on %d threads\n",
 		mc.CPU, mc.FMAGFLOPsPerCore, mc.FMAGFLOPs, mc.Threads, mc.ReadGBsPerCore, mc.ReadGBs, mc.Threads)
+	if mc.BF16DotGFLOPs > 0 || mc.Int8DotGOPs > 0 {
+		fmt.Fprintf(w, "dot-product peaks on %d threads: bf16 VDPBF16PS %.1f GFLOP/s, int8 VPDPBUSD %.1f GOP/s (0: not on this CPU)\n",
+			mc.Threads, mc.BF16DotGFLOPs, mc.Int8DotGOPs)
+	}
 	fmt.Fprintf(w, "roofline:")
 	for _, p := range r.Prefill {
 		fmt.Fprintf(w, " prefill %d at %.0f%% of FMA peak;", p.Tokens, 100*p.GFLOPs/mc.FMAGFLOPs)

@@ -152,7 +152,12 @@ func TestMatMulFast(t *testing.T) {
 					p.matMul(&ks, y[:s.n*s.rows], x, s.n, w)
 					for tt := range s.n {
 						var xq []float64
-						if dt == BF16 {
+						if dt == BF16 && !ks.fast(BF16) { // Exact numerics
+							xq = make([]float64, s.cols)
+							for i, v := range x[tt*s.cols : (tt+1)*s.cols] {
+								xq[i] = float64(v)
+							}
+						} else if dt == BF16 {
 							xb := make([]uint16, s.cols)
 							F32ToBF16(xb, x[tt*s.cols:(tt+1)*s.cols])
 							xq = make([]float64, s.cols)

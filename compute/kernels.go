@@ -108,8 +108,11 @@ func (ks *kernelSet) matQ(dt DType) matQFunc {
 }
 
 // fast reports whether Fast numerics change how weights of type dt are
-// multiplied.
-func (ks *kernelSet) fast(dt DType) bool { return dt == BF16 || ks.matQ(dt) != nil }
+// multiplied. A SIMD set without a bfloat16 dot-product instruction has no
+// matBF16Fast: there the Exact float32 kernels are the faster way.
+func (ks *kernelSet) fast(dt DType) bool {
+	return dt == BF16 && ks.matBF16Fast != nil || ks.matQ(dt) != nil
+}
 
 var generic = kernelSet{
 	name:      "generic",

@@ -67,7 +67,8 @@ var avx2 = kernelSet{
 	matQ5_0:     matQ5_0Generic,
 	matQ4_K:     matQ4KAVX2,
 	matQ6_K:     matQ6KAVX2,
-	matBF16Fast: matBF16FastGeneric,
+	// No matBF16Fast: without VDPBF16PS, rounding activations to bf16
+	// buys nothing, and the Exact fp32 kernels are ~60× the portable one.
 }
 
 // hasAVX2 reports whether the avx2 set runs here: it also uses F16C, which

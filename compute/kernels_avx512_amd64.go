@@ -41,6 +41,10 @@ func avx512Set() kernelSet {
 		useVNNI(&ks)
 		ks.matQ4_K, ks.matQ6_K = matQ4KAVX512, matQ6KAVX512
 	}
+	ks.f32ToBF16 = f32ToBF16AVX512Go
+	if cpu.X86.HasAVX512BF16 {
+		ks.matBF16Fast = matBF16FastAVX512
+	}
 	return ks
 }
 
