@@ -66,3 +66,43 @@ func BenchmarkMatMulBF16(b *testing.B) {
 		pool.Close()
 	}
 }
+
+// BenchmarkBF16FastVsPeak runs Fast MatMul of BF16 weights on one thread
+// in alternation with PeakBF16Dot of the same flops, so that both see the
+// same share of a machine shared with other work, and reports the
+// MatMul's speed as a share of the probe's (%peak) beside both speeds:
+//
+//	go test ./compute -run '^$' -bench BF16FastVsPeak -count 3
+func BenchmarkBF16FastVsPeak(b *testing.B) {
+	per := PeakBF16DotFlopsPerIter()
+	if per == 0 || !kernels.fast(BF16) {
+		b.Skip("no VDPBF16PS kernel on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(137, 138))
+	pool := NewPool(1)
+	defer pool.Close()
+	pool.SetNumerics(Fast)
+	for _, sh := range []struct{ rows, cols int }{{2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}} {
+		w := randMat(rng, BF16, sh.rows, sh.cols)
+		for _, n := range []int{8, 64, 512} {
+			x := randF32(rng, n*sh.cols)
+			y := make([]float32, n*sh.rows)
+			flops := 2 * float64(sh.rows*sh.cols*n)
+			iters := max(1, int(flops)/per)
+			b.Run(fmt.Sprintf("%dx%d/n%d", sh.rows, sh.cols, n), func(b *testing.B) {
+				var tm, tp time.Duration
+				for b.Loop() {
+					t0 := time.Now()
+					pool.MatMul(y, x, n, w)
+					t1 := time.Now()
+					PeakBF16Dot(iters)
+					tm += t1.Sub(t0)
+					tp += time.Since(t1)
+				}
+				b.ReportMetric(100*tp.Seconds()/tm.Seconds(), "%peak")
+				b.ReportMetric(flops*float64(b.N)/tm.Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(float64(iters*per)*float64(b.N)/tp.Seconds()/1e9, "peakGFLOP/s")
+			})
+		}
+	}
+}
