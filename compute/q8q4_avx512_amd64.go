@@ -42,6 +42,10 @@ func q8q4QuantizeAVX512(q *int8, d *float32, s *int32, x *float32, blocks int)
 // prepared activations per tile at tp.
 type q8q4TileFunc func(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
 
+// q8q4DecodeFunc is a generated decode tile kernel: a q8q4TileFunc over
+// rtiles tiles of R rows, one after the other.
+type q8q4DecodeFunc func(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+
 const (
 	q8q4GroupBytes  = 256         // prepared bytes per token and group of 4 blocks
 	q8q4WGroupBytes = 192         // unpacked bytes per weight row and group
@@ -91,7 +95,7 @@ func matQ4_0VNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int) {
 
 // matQVNNI computes the groups of 4 blocks with the tile kernels and
 // adds the blocks past the last whole group in Go.
-func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DType, tiles *[q8q4TileR][q8q4TileT]q8q4TileFunc,
+func matQVNNI(y []float32, ldy int, w []byte, rows int, a *qact, ntok int, dt DType, tiles *[q8q4TileR][q8q4TileT]q8q4DecodeFunc,
 	prepW func(dst *byte, stride int, w *byte, groups int)) {
 	if rows <= 0 || ntok <= 0 {
 		return
@@ -129,7 +133,7 @@ const q8q4PrefillTokens = 3 * q8q4TileT
 // matQVNNIDecode multiplies raw weight rows, unpacking each row group once
 // per tile of up to 4 tokens: for decode steps of up to 4 sequences each
 // weight byte is read once.
-func matQVNNIDecode(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a *qact, ntok, groups, shift int, tiles *[q8q4TileR][q8q4TileT]q8q4TileFunc) {
+func matQVNNIDecode(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a *qact, ntok, groups, shift int, tiles *[q8q4TileR][q8q4TileT]q8q4DecodeFunc) {
 	cols := a.cols
 	buf := sb.act
 	per := groups * q8q4GroupBytes // bytes per token
@@ -145,14 +149,20 @@ func matQVNNIDecode(sb *q8q4Buf, y []float32, ldy int, w []byte, rb, rows int, a
 			&a.q[e], &a.d[e/ActBlock], &a.s[e/16], groups, shift)
 	}
 	full, rem := ntok/q8q4TileT, ntok%q8q4TileT
-	for r := 0; r < rows; r += q8q4TileR {
+	// All whole tiles of rows in one call, then the rest.
+	for r := 0; r < rows; {
 		nr := min(q8q4TileR, rows-r)
+		rt := 1
+		if nr == q8q4TileR {
+			rt = (rows - r) / q8q4TileR
+		}
 		if full > 0 {
-			tiles[nr-1][q8q4TileT-1](&y[r], ldy, &w[r*rb], rb, &buf[0], groups, full)
+			tiles[nr-1][q8q4TileT-1](&y[r], ldy, &w[r*rb], rb, &buf[0], groups, full, rt)
 		}
 		if rem > 0 {
-			tiles[nr-1][rem-1](&y[full*q8q4TileT*ldy+r], ldy, &w[r*rb], rb, &buf[full*q8q4TileT*per], groups, 1)
+			tiles[nr-1][rem-1](&y[full*q8q4TileT*ldy+r], ldy, &w[r*rb], rb, &buf[full*q8q4TileT*per], groups, 1, rt)
 		}
+		r += rt * nr
 	}
 }
 

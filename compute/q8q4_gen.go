@@ -129,8 +129,8 @@ func (g *gen) kernel(kind string, R, T int) {
 	if acc(R-1, T-1) >= 28 {
 		panic("too many registers")
 	}
-	g.p("// func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)", name)
-	g.p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
+	g.p("// func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)", name)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
 	g.p("\tMOVQ y+0(FP), DI")
 	g.p("\tMOVQ ldy+8(FP), R8")
 	g.p("\tSHLQ $2, R8")
@@ -142,6 +142,7 @@ func (g *gen) kernel(kind string, R, T int) {
 	g.p("\tMOVQ groups+40(FP), R10")
 	g.p("\tMOVQ tiles+48(FP), R11")
 	g.loadIdx(kind)
+	g.p("%s_rtile:", name)
 	g.p("%s_tile:", name)
 	g.p("\tMOVQ R12, SI")
 	g.p("\tMOVQ R10, CX")
@@ -179,6 +180,21 @@ func (g *gen) kernel(kind string, R, T int) {
 	g.reduceStore(R, T, acc, false)
 	g.p("\tDECQ R11")
 	g.p("\tJNZ %s_tile", name)
+	// Next tile of R rows: the same tokens.
+	g.p("\tADDQ $%d, y+0(FP)", 4*R)
+	g.p("\tMOVQ y+0(FP), DI")
+	g.p("\tMOVQ tp+32(FP), DX")
+	g.p("\tMOVQ tiles+48(FP), R11")
+	switch R {
+	case 1:
+		g.p("\tADDQ BX, R12")
+	case 2:
+		g.p("\tLEAQ (R12)(BX*2), R12")
+	case 3:
+		g.p("\tADDQ R9, R12")
+	}
+	g.p("\tDECQ rtiles+56(FP)")
+	g.p("\tJNZ %s_rtile", name)
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 	g.p("")
@@ -494,7 +510,7 @@ func main() {
 		for R := 1; R <= maxR; R++ {
 			for T := 1; T <= maxT; T++ {
 				fmt.Fprintln(&d, "//go:noescape")
-				fmt.Fprintf(&d, "func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)\n\n", kernName(kind, R, T))
+				fmt.Fprintf(&d, "func %s(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)\n\n", kernName(kind, R, T))
 			}
 		}
 	}
@@ -533,7 +549,7 @@ func main() {
 	for _, kind := range kinds {
 		v := "q8q4" + kind + "Tiles"
 		fmt.Fprintf(&d, "// %s[R-1][T-1] is the kernel of tiles of R rows × T tokens.\n", v)
-		fmt.Fprintf(&d, "var %s = [%d][%d]q8q4TileFunc{\n", v, maxR, maxT)
+		fmt.Fprintf(&d, "var %s = [%d][%d]q8q4DecodeFunc{\n", v, maxR, maxT)
 		for R := 1; R <= maxR; R++ {
 			fmt.Fprint(&d, "{")
 			for T := 1; T <= maxT; T++ {

@@ -79,8 +79,8 @@ DATA q8q4IdxQ8<>+60(SB)/2, $0
 DATA q8q4IdxQ8<>+62(SB)/2, $0
 GLOBL q8q4IdxQ8<>(SB), RODATA|NOPTR, $64
 
-// func q8q4Q4_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI1x1(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI1x1(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -92,6 +92,7 @@ TEXT ·q8q4Q4_0VNNI1x1(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI1x1_rtile:
 q8q4Q4_0VNNI1x1_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -132,11 +133,18 @@ q8q4Q4_0VNNI1x1_group:
 	LEAQ (DI)(R8*1), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI1x1_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI1x1_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI1x2(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI1x2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -148,6 +156,7 @@ TEXT ·q8q4Q4_0VNNI1x2(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI1x2_rtile:
 q8q4Q4_0VNNI1x2_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -208,11 +217,18 @@ q8q4Q4_0VNNI1x2_group:
 	LEAQ (DI)(R8*2), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI1x2_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI1x2_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI1x3(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI1x3(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -224,6 +240,7 @@ TEXT ·q8q4Q4_0VNNI1x3(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI1x3_rtile:
 q8q4Q4_0VNNI1x3_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -304,11 +321,18 @@ q8q4Q4_0VNNI1x3_group:
 	ADDQ R13, DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI1x3_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI1x3_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI1x4(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI1x4(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -320,6 +344,7 @@ TEXT ·q8q4Q4_0VNNI1x4(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI1x4_rtile:
 q8q4Q4_0VNNI1x4_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -420,11 +445,18 @@ q8q4Q4_0VNNI1x4_group:
 	LEAQ (DI)(R8*4), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI1x4_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI1x4_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI2x1(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI2x1(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -436,6 +468,7 @@ TEXT ·q8q4Q4_0VNNI2x1(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI2x1_rtile:
 q8q4Q4_0VNNI2x1_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -501,11 +534,18 @@ q8q4Q4_0VNNI2x1_group:
 	LEAQ (DI)(R8*1), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI2x1_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI2x1_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI2x2(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI2x2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -517,6 +557,7 @@ TEXT ·q8q4Q4_0VNNI2x2(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI2x2_rtile:
 q8q4Q4_0VNNI2x2_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -618,11 +659,18 @@ q8q4Q4_0VNNI2x2_group:
 	LEAQ (DI)(R8*2), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI2x2_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI2x2_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI2x3(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI2x3(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -634,6 +682,7 @@ TEXT ·q8q4Q4_0VNNI2x3(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI2x3_rtile:
 q8q4Q4_0VNNI2x3_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -771,11 +820,18 @@ q8q4Q4_0VNNI2x3_group:
 	ADDQ R13, DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI2x3_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI2x3_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI2x4(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI2x4(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -787,6 +843,7 @@ TEXT ·q8q4Q4_0VNNI2x4(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI2x4_rtile:
 q8q4Q4_0VNNI2x4_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -960,11 +1017,18 @@ q8q4Q4_0VNNI2x4_group:
 	LEAQ (DI)(R8*4), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI2x4_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI2x4_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI3x1(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI3x1(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -976,6 +1040,7 @@ TEXT ·q8q4Q4_0VNNI3x1(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI3x1_rtile:
 q8q4Q4_0VNNI3x1_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -1066,11 +1131,18 @@ q8q4Q4_0VNNI3x1_group:
 	LEAQ (DI)(R8*1), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI3x1_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI3x1_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI3x2(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI3x2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -1082,6 +1154,7 @@ TEXT ·q8q4Q4_0VNNI3x2(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI3x2_rtile:
 q8q4Q4_0VNNI3x2_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -1224,11 +1297,18 @@ q8q4Q4_0VNNI3x2_group:
 	LEAQ (DI)(R8*2), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI3x2_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI3x2_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI3x3(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI3x3(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -1240,6 +1320,7 @@ TEXT ·q8q4Q4_0VNNI3x3(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI3x3_rtile:
 q8q4Q4_0VNNI3x3_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -1434,11 +1515,18 @@ q8q4Q4_0VNNI3x3_group:
 	ADDQ R13, DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI3x3_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI3x3_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q4_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q4_0VNNI3x4(SB), NOSPLIT, $0-56
+// func q8q4Q4_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q4_0VNNI3x4(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -1450,6 +1538,7 @@ TEXT ·q8q4Q4_0VNNI3x4(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ4<>(SB), Z31
+q8q4Q4_0VNNI3x4_rtile:
 q8q4Q4_0VNNI3x4_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -1696,11 +1785,18 @@ q8q4Q4_0VNNI3x4_group:
 	LEAQ (DI)(R8*4), DI
 	DECQ R11
 	JNZ q8q4Q4_0VNNI3x4_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q4_0VNNI3x4_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI1x1(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI1x1(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -1712,6 +1808,7 @@ TEXT ·q8q4Q8_0VNNI1x1(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI1x1_rtile:
 q8q4Q8_0VNNI1x1_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -1756,11 +1853,18 @@ q8q4Q8_0VNNI1x1_group:
 	LEAQ (DI)(R8*1), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI1x1_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI1x1_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI1x2(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI1x2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -1772,6 +1876,7 @@ TEXT ·q8q4Q8_0VNNI1x2(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI1x2_rtile:
 q8q4Q8_0VNNI1x2_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -1836,11 +1941,18 @@ q8q4Q8_0VNNI1x2_group:
 	LEAQ (DI)(R8*2), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI1x2_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI1x2_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI1x3(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI1x3(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -1852,6 +1964,7 @@ TEXT ·q8q4Q8_0VNNI1x3(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI1x3_rtile:
 q8q4Q8_0VNNI1x3_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -1936,11 +2049,18 @@ q8q4Q8_0VNNI1x3_group:
 	ADDQ R13, DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI1x3_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI1x3_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI1x4(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI1x4(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -1952,6 +2072,7 @@ TEXT ·q8q4Q8_0VNNI1x4(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI1x4_rtile:
 q8q4Q8_0VNNI1x4_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -2056,11 +2177,18 @@ q8q4Q8_0VNNI1x4_group:
 	LEAQ (DI)(R8*4), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI1x4_tile
+	ADDQ $4, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ BX, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI1x4_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI2x1(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI2x1(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -2072,6 +2200,7 @@ TEXT ·q8q4Q8_0VNNI2x1(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI2x1_rtile:
 q8q4Q8_0VNNI2x1_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -2145,11 +2274,18 @@ q8q4Q8_0VNNI2x1_group:
 	LEAQ (DI)(R8*1), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI2x1_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI2x1_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI2x2(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI2x2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -2161,6 +2297,7 @@ TEXT ·q8q4Q8_0VNNI2x2(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI2x2_rtile:
 q8q4Q8_0VNNI2x2_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -2270,11 +2407,18 @@ q8q4Q8_0VNNI2x2_group:
 	LEAQ (DI)(R8*2), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI2x2_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI2x2_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI2x3(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI2x3(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -2286,6 +2430,7 @@ TEXT ·q8q4Q8_0VNNI2x3(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI2x3_rtile:
 q8q4Q8_0VNNI2x3_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -2431,11 +2576,18 @@ q8q4Q8_0VNNI2x3_group:
 	ADDQ R13, DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI2x3_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI2x3_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI2x4(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI2x4(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -2447,6 +2599,7 @@ TEXT ·q8q4Q8_0VNNI2x4(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI2x4_rtile:
 q8q4Q8_0VNNI2x4_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -2628,11 +2781,18 @@ q8q4Q8_0VNNI2x4_group:
 	LEAQ (DI)(R8*4), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI2x4_tile
+	ADDQ $8, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	LEAQ (R12)(BX*2), R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI2x4_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI3x1(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI3x1(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -2644,6 +2804,7 @@ TEXT ·q8q4Q8_0VNNI3x1(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI3x1_rtile:
 q8q4Q8_0VNNI3x1_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -2746,11 +2907,18 @@ q8q4Q8_0VNNI3x1_group:
 	LEAQ (DI)(R8*1), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI3x1_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI3x1_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI3x2(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI3x2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -2762,6 +2930,7 @@ TEXT ·q8q4Q8_0VNNI3x2(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI3x2_rtile:
 q8q4Q8_0VNNI3x2_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -2916,11 +3085,18 @@ q8q4Q8_0VNNI3x2_group:
 	LEAQ (DI)(R8*2), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI3x2_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI3x2_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI3x3(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI3x3(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -2932,6 +3108,7 @@ TEXT ·q8q4Q8_0VNNI3x3(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI3x3_rtile:
 q8q4Q8_0VNNI3x3_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -3138,11 +3315,18 @@ q8q4Q8_0VNNI3x3_group:
 	ADDQ R13, DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI3x3_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI3x3_rtile
 	VZEROUPPER
 	RET
 
-// func q8q4Q8_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
-TEXT ·q8q4Q8_0VNNI3x4(SB), NOSPLIT, $0-56
+// func q8q4Q8_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
+TEXT ·q8q4Q8_0VNNI3x4(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), DI
 	MOVQ ldy+8(FP), R8
 	SHLQ $2, R8
@@ -3154,6 +3338,7 @@ TEXT ·q8q4Q8_0VNNI3x4(SB), NOSPLIT, $0-56
 	MOVQ groups+40(FP), R10
 	MOVQ tiles+48(FP), R11
 	VMOVDQU32 q8q4IdxQ8<>(SB), Z31
+q8q4Q8_0VNNI3x4_rtile:
 q8q4Q8_0VNNI3x4_tile:
 	MOVQ R12, SI
 	MOVQ R10, CX
@@ -3412,6 +3597,13 @@ q8q4Q8_0VNNI3x4_group:
 	LEAQ (DI)(R8*4), DI
 	DECQ R11
 	JNZ q8q4Q8_0VNNI3x4_tile
+	ADDQ $12, y+0(FP)
+	MOVQ y+0(FP), DI
+	MOVQ tp+32(FP), DX
+	MOVQ tiles+48(FP), R11
+	ADDQ R9, R12
+	DECQ rtiles+56(FP)
+	JNZ q8q4Q8_0VNNI3x4_rtile
 	VZEROUPPER
 	RET
 

@@ -5,76 +5,76 @@
 package compute
 
 //go:noescape
-func q8q4Q4_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q4_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q4_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI1x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI1x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI1x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI1x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI2x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI2x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI2x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI2x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI3x1(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI3x2(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI3x3(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
-func q8q4Q8_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles int)
+func q8q4Q8_0VNNI3x4(y *float32, ldy int, w *byte, rb int, tp *byte, groups, tiles, rtiles int)
 
 //go:noescape
 func q8q4PrepWQ4_0(dst *byte, stride int, w *byte, groups int)
@@ -143,14 +143,14 @@ var q8q4P8Tiles = [2][4]q8q4TileFunc{
 }
 
 // q8q4Q4_0Tiles[R-1][T-1] is the kernel of tiles of R rows × T tokens.
-var q8q4Q4_0Tiles = [3][4]q8q4TileFunc{
+var q8q4Q4_0Tiles = [3][4]q8q4DecodeFunc{
 	{q8q4Q4_0VNNI1x1, q8q4Q4_0VNNI1x2, q8q4Q4_0VNNI1x3, q8q4Q4_0VNNI1x4},
 	{q8q4Q4_0VNNI2x1, q8q4Q4_0VNNI2x2, q8q4Q4_0VNNI2x3, q8q4Q4_0VNNI2x4},
 	{q8q4Q4_0VNNI3x1, q8q4Q4_0VNNI3x2, q8q4Q4_0VNNI3x3, q8q4Q4_0VNNI3x4},
 }
 
 // q8q4Q8_0Tiles[R-1][T-1] is the kernel of tiles of R rows × T tokens.
-var q8q4Q8_0Tiles = [3][4]q8q4TileFunc{
+var q8q4Q8_0Tiles = [3][4]q8q4DecodeFunc{
 	{q8q4Q8_0VNNI1x1, q8q4Q8_0VNNI1x2, q8q4Q8_0VNNI1x3, q8q4Q8_0VNNI1x4},
 	{q8q4Q8_0VNNI2x1, q8q4Q8_0VNNI2x2, q8q4Q8_0VNNI2x3, q8q4Q8_0VNNI2x4},
 	{q8q4Q8_0VNNI3x1, q8q4Q8_0VNNI3x2, q8q4Q8_0VNNI3x3, q8q4Q8_0VNNI3x4},
