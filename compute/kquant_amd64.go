@@ -8,20 +8,19 @@ import "sync"
 
 // The AVX-512 VNNI kernels for Q4_K and Q6_K weights (kquant_avx512_amd64.s,
 // written by kquant_gen.go). VPDPBUSD sums four products of unsigned weight
-// codes and signed activations into each 32-bit lane. To leave every
-// sub-block's sum in lanes of its own, the weights of a block are permuted
-// in registers and the activations once per call into the same order:
-//
-//	Q4_K: chunk c (of 4) of a block, lane i (of 16): sub-block i%8 (32
-//	      elements), its dword 2c+i/8. Four chunks sum each sub-block in
-//	      lanes i and i+8; one add of the halves gives its eight sums.
-//	Q6_K: chunk c, lane i: sub-block i (16 elements), its dword c. Four
-//	      chunks leave sub-block i's sum in lane i.
-//
-// The sub-block scales (and Q4_K's mins, Q6_K's −32) then apply once per
-// block as float vectors. Weight rows go in pairs; a kernel keeps G ≤ 8
-// tokens' sums of both rows in registers over all blocks, so each weight
-// block is unpacked once per 8 tokens.
+// codes and signed activations into each 32-bit lane. The codes of a block
+// are unpacked where they lie (nibbles, and Q6_K's high bits, with shifts
+// and masks) and their dwords transposed within 128-bit lanes, so that
+// lane j of each of the block's four 64-byte chunks belongs to one
+// sub-block (q4kSub, q6kSub in kquant_gen.go); the activations are
+// rearranged once per call into the same order. Four VPDPBUSD per block
+// and row then leave each sub-block's integer sum in fixed lanes, and the
+// sub-block scales (and Q4_K's mins, Q6_K's −32 through the activation
+// sums) apply once per block as float vectors. Weight rows go in pairs; a
+// kernel keeps G ≤ 8 tokens' sums of both rows in registers over a tile
+// of up to 8 blocks, so each weight block is unpacked once per 8 tokens,
+// and prefetches the rows two pairs ahead. A lone Q6_K token goes to
+// q6kMat1AVX512, which skips the transpose and sums with shuffles.
 
 //go:noescape
 func q4kPrepAVX512(act *byte, tab *float32, q *int8, d *float32, s *int32, nb, grp int)

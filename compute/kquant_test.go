@@ -340,3 +340,34 @@ func BenchmarkKQuantDecode(b *testing.B) {
 		b.ReportMetric(median(batch[i]), m.name+"-n8/n1")
 	}
 }
+
+// BenchmarkKQuantKernel1T times the kernel in use on one thread for one
+// 64-row chunk of 2048 columns (weights in cache), the unit MatMul's
+// workers run, and reports the fastest call per weight row, 256-column
+// block and token (best-ns/block), and as weight GB/s and GOP/s.
+func BenchmarkKQuantKernel1T(b *testing.B) {
+	rng := rand.New(rand.NewPCG(143, 144))
+	const rows, cols = fastRows, 2048
+	for _, dt := range []DType{Q4_K, Q6_K} {
+		raw := randBlocks(rng, dt, rows, cols)
+		kern := kernels.matQ(dt)
+		for _, n := range []int{1, 8, 64} {
+			var a qact
+			a.reset(n, cols)
+			quantizeActGeneric(&a, randF32(rng, n*cols), 0, n)
+			y := make([]float32, n*rows)
+			b.Run(fmt.Sprintf("%v/n=%d", dt, n), func(b *testing.B) {
+				best := time.Duration(math.MaxInt64)
+				for b.Loop() {
+					t0 := time.Now()
+					kern(y, rows, raw, rows, &a, n)
+					best = min(best, time.Since(t0))
+				}
+				blocks := float64(rows * cols / QKBlock * n)
+				b.ReportMetric(float64(best.Nanoseconds())/blocks, "best-ns/block")
+				b.ReportMetric(float64(len(raw))/best.Seconds()/1e9, "best-GB/s")
+				b.ReportMetric(2*float64(rows*cols*n)/best.Seconds()/1e9, "best-GOP/s")
+			})
+		}
+	}
+}
