@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +59,7 @@ type serveOptions struct {
 	retrievalCold    bool
 	embedModel       string      // a sentence-encoder folder served on /v1/embeddings
 	encoder          *embed.BERT // loaded from embedModel; the first model's server serves it
+	cpuProfile       string      // a file the CPU profile of the whole run goes to
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -108,6 +110,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	o.semcache = addSemcacheFlags(fs)
 	fs.StringVar(&o.embedModel, "embed-model", "", "a BERT-family sentence-encoder folder (as sentence-transformers saves one) that /v1/embeddings serves to requests whose model is the folder's name, next to the served model; --semcache-embedder bert:DIR with the same DIR shares it")
 	rf := addRetrievalFlags(fs, false)
+	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) of the whole run to this file, complete once the server stops")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -172,6 +175,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 // serve runs the server until ctx ends, then shuts it down gracefully.
 // ready, if set, is called with the listening address.
 func serve(ctx context.Context, o serveOptions, log *slog.Logger, ready func(addr string)) error {
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	pool := compute.NewPool(o.threads)
 	defer pool.Close()
 	if o.embedModel != "" {
@@ -514,4 +524,21 @@ func probeServer(url string) error {
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
