@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"go/format"
 	"os"
+	"strings"
 )
 
 const maxR, maxT = 3, 4
@@ -152,6 +153,16 @@ func (g *gen) kernel(kind string, R, T int) {
 		}
 	}
 	g.p("%s_group:", name)
+	// Ask for the same group of the rows two tiles ahead, into L2: the
+	// tile loop jumps between rows, which the hardware prefetchers follow
+	// poorly (as in the K-quant kernels). Prefetches past the matrix never
+	// fault.
+	g.p("\tLEAQ (SI)(R9*2), AX")
+	for r := range R {
+		for off := 0; off < gb; off += 64 {
+			g.p("\tPREFETCHT1 %s", strings.Replace(rowAddr(r, off), "SI", "AX", 1))
+		}
+	}
 	for r := range R {
 		g.rowPrep(kind, r, rowAddr, row(r))
 	}
